@@ -1,0 +1,3 @@
+module github.com/idsync/idsync
+
+go 1.26

@@ -1,0 +1,173 @@
+// Package sync is idsync's engine: the Identity a source reads, the pure Diff that
+// turns a snapshot and the sources' truth into a Plan, the guards that hold suspicious
+// plans, and the Engine that applies a plan to a sink and records every step.
+//
+// It imports none of idsync's sources, sinks or stores: they import it for its types,
+// and the interfaces they satisfy (Source, Sink, Store) are declared here, by their
+// consumer.
+package sync
+
+import (
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Identity is one person as the sources describe them.
+//
+// ID is the anchor: it never changes for a person (LDAP entryUUID, AD objectGUID, an
+// HR employee number). Usernames and emails change; they are data, not keys.
+type Identity struct {
+	ID          string              `json:"id"`
+	Username    string              `json:"username,omitempty"`
+	Email       string              `json:"email,omitempty"`
+	FirstName   string              `json:"first_name,omitempty"`
+	LastName    string              `json:"last_name,omitempty"`
+	DisplayName string              `json:"display_name,omitempty"`
+	Active      bool                `json:"active"`
+	Groups      []string            `json:"groups,omitempty"`
+	Attributes  map[string][]string `json:"attributes,omitempty"`
+
+	// Source names the configured source the identity came from, and Origin where in
+	// it: "people.csv:12" or a DN. Both are for reports; neither is compared or stored.
+	Source string `json:"-"`
+	Origin string `json:"-"`
+
+	// Problems, when not empty, mark the identity as present but invalid. Every sink
+	// leaves it exactly as it is: present-but-broken is never treated as gone.
+	Problems []string `json:"-"`
+}
+
+// Valid reports whether the identity has no problems.
+func (id *Identity) Valid() bool { return len(id.Problems) == 0 }
+
+// Where names the identity's source and origin for a report: "staff (people.csv:12)".
+func (id *Identity) Where() string {
+	switch {
+	case id.Source == "":
+		return id.Origin
+	case id.Origin == "":
+		return id.Source
+	}
+	return id.Source + " (" + id.Origin + ")"
+}
+
+// Field is one of an identity's data fields, as a bit in a FieldSet.
+type Field uint16
+
+const (
+	FieldUsername Field = 1 << iota
+	FieldEmail
+	FieldFirstName
+	FieldLastName
+	FieldDisplayName
+	FieldGroups
+	FieldAttributes
+)
+
+// FieldSet is a set of Fields: the fields a record kind holds, or the fields an update
+// changes.
+type FieldSet uint16
+
+// AllFields holds every data field. Active is state, not data: enable and disable
+// operations carry it.
+const AllFields = FieldSet(FieldUsername | FieldEmail | FieldFirstName | FieldLastName |
+	FieldDisplayName | FieldGroups | FieldAttributes)
+
+var fieldNames = []struct {
+	f    Field
+	name string
+}{
+	{FieldUsername, "username"},
+	{FieldEmail, "email"},
+	{FieldFirstName, "first_name"},
+	{FieldLastName, "last_name"},
+	{FieldDisplayName, "display_name"},
+	{FieldGroups, "groups"},
+	{FieldAttributes, "attributes"},
+}
+
+// Has reports whether f is in the set.
+func (s FieldSet) Has(f Field) bool { return s&FieldSet(f) != 0 }
+
+// Names lists the set's fields by their config names, in a fixed order.
+func (s FieldSet) Names() []string {
+	var names []string
+	for _, fn := range fieldNames {
+		if s.Has(fn.f) {
+			names = append(names, fn.name)
+		}
+	}
+	return names
+}
+
+func (s FieldSet) String() string { return strings.Join(s.Names(), ",") }
+
+// Changed returns the fields in set whose values differ between a and b.
+func Changed(a, b *Identity, set FieldSet) FieldSet {
+	var c FieldSet
+	diff := func(f Field, differ bool) {
+		if set.Has(f) && differ {
+			c |= FieldSet(f)
+		}
+	}
+	diff(FieldUsername, a.Username != b.Username)
+	diff(FieldEmail, a.Email != b.Email)
+	diff(FieldFirstName, a.FirstName != b.FirstName)
+	diff(FieldLastName, a.LastName != b.LastName)
+	diff(FieldDisplayName, a.DisplayName != b.DisplayName)
+	diff(FieldGroups, !slices.Equal(a.Groups, b.Groups))
+	diff(FieldAttributes, !maps.EqualFunc(a.Attributes, b.Attributes, slices.Equal))
+	return c
+}
+
+// Project returns a copy of id that keeps only the fields in set, plus ID and Active.
+// It is what a record kind holds of an identity, and so what the snapshot stores.
+func Project(id Identity, set FieldSet) Identity {
+	p := Identity{ID: id.ID, Active: id.Active}
+	if set.Has(FieldUsername) {
+		p.Username = id.Username
+	}
+	if set.Has(FieldEmail) {
+		p.Email = id.Email
+	}
+	if set.Has(FieldFirstName) {
+		p.FirstName = id.FirstName
+	}
+	if set.Has(FieldLastName) {
+		p.LastName = id.LastName
+	}
+	if set.Has(FieldDisplayName) {
+		p.DisplayName = id.DisplayName
+	}
+	if set.Has(FieldGroups) {
+		p.Groups = slices.Clone(id.Groups)
+	}
+	if set.Has(FieldAttributes) && len(id.Attributes) > 0 {
+		p.Attributes = make(map[string][]string, len(id.Attributes))
+		for k, v := range id.Attributes {
+			p.Attributes[k] = slices.Clone(v)
+		}
+	}
+	return p
+}
+
+// Normalize puts an identity in the canonical form that Diff compares: groups sorted
+// and without duplicates, empty attribute values dropped. Sources call it on what they
+// read, so that a reordered group list is not a change.
+func Normalize(id *Identity) {
+	if len(id.Groups) > 0 {
+		slices.Sort(id.Groups)
+		id.Groups = slices.Compact(id.Groups)
+	} else {
+		id.Groups = nil
+	}
+	for k, v := range id.Attributes {
+		if len(v) == 0 {
+			delete(id.Attributes, k)
+		}
+	}
+	if len(id.Attributes) == 0 {
+		id.Attributes = nil
+	}
+}

@@ -1,0 +1,90 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Source reads identities. Read returns everything or an error, never a partial list:
+// an error ends the run before anything is planned. Identities that are present but
+// invalid come back with Problems set; a row whose anchor cannot be read comes back with
+// an empty ID and Problems, so that the run knows its read of that source is not a
+// complete list of who is there.
+type Source interface {
+	Read(ctx context.Context) ([]Identity, error)
+}
+
+// Sink applies operations to one application's user-management API.
+type Sink interface {
+	// Apply carries out op and returns the sink's ids for the identity. It is safe to
+	// repeat: a create that meets an account idsync already made adopts it.
+	Apply(ctx context.Context, op Op) (Outcome, error)
+	// Schema says which record kinds the sink holds and which fields each one takes.
+	Schema() Schema
+}
+
+// Schema describes what a sink holds per identity.
+type Schema struct {
+	// User is the set of fields the account takes.
+	User FieldSet
+	// Profile is the set of fields the person profile takes; zero for a sink without
+	// profiles, which then never sees a profile operation.
+	Profile FieldSet
+	// Delete reports whether the sink can delete accounts.
+	Delete bool
+}
+
+// Outcome is what a sink reports of an applied operation.
+type Outcome struct {
+	UserID     string
+	ProfileRef string
+	// Adopted is set when a create found an existing account and took it over.
+	Adopted bool
+}
+
+// Errors sinks return, for the engine and tests to act on with errors.Is.
+var (
+	// ErrExists: the account or profile already exists.
+	ErrExists = errors.New("already exists")
+	// ErrNotFound: the account or profile does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: an account that idsync does not own holds this person's email or
+	// username; a person must decide.
+	ErrConflict = errors.New("conflict with an account idsync does not own")
+	// ErrUnsupported: the sink cannot do this operation.
+	ErrUnsupported = errors.New("not supported by this sink")
+)
+
+// Entry is what the snapshot keeps for one identity in one sink: what idsync last
+// applied, the sink's ids, and the state idsync left the account in. An entry exists
+// only for accounts idsync created or adopted, which is what makes them its own.
+type Entry struct {
+	ID         string `json:"id"`
+	UserID     string `json:"user_id,omitempty"`
+	ProfileRef string `json:"profile_ref,omitempty"`
+	// User is what idsync last applied to the account (Schema.User fields, plus
+	// Active); nil until the account exists.
+	User *Identity `json:"user,omitempty"`
+	// Profile is what idsync last applied to the profile; nil until it exists.
+	Profile *Identity `json:"profile,omitempty"`
+	// Adopted is set when idsync took over an account it found rather than made.
+	Adopted bool `json:"adopted,omitempty"`
+	// DisabledAt is when idsync disabled the account; zero while it is active.
+	DisabledAt time.Time `json:"disabled_at,omitzero"`
+	// LastError is the error of the last failed operation, cleared by a success.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Failures counts failed operations in a row.
+	Failures int `json:"failures,omitempty"`
+}
+
+// Store keeps the snapshot and the run history. Put is durable when it returns.
+type Store interface {
+	Snapshot(sink string) (map[string]Entry, error)
+	Put(sink string, e Entry) error
+	Delete(sink, id string) error
+	RecordRun(r RunSummary) error
+	// Runs returns up to limit run summaries, newest first.
+	Runs(limit int) ([]RunSummary, error)
+}
