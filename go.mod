@@ -1,3 +1,10 @@
 module github.com/idsync/idsync
 
 go 1.26
+
+require (
+	github.com/google/go-cmp v0.7.0 // indirect
+	go.etcd.io/bbolt v1.5.0 // indirect
+	golang.org/x/sys v0.45.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
+)

@@ -52,11 +52,12 @@ func (id *Identity) Where() string {
 	return id.Source + " (" + id.Origin + ")"
 }
 
-// Field is one of an identity's data fields, as a bit in a FieldSet.
-type Field uint16
+// FieldSet is a set of an identity's data fields: the fields a record kind holds, or
+// the fields an update changes. Each Field constant is a set of one.
+type FieldSet uint16
 
 const (
-	FieldUsername Field = 1 << iota
+	FieldUsername FieldSet = 1 << iota
 	FieldEmail
 	FieldFirstName
 	FieldLastName
@@ -65,17 +66,13 @@ const (
 	FieldAttributes
 )
 
-// FieldSet is a set of Fields: the fields a record kind holds, or the fields an update
-// changes.
-type FieldSet uint16
-
 // AllFields holds every data field. Active is state, not data: enable and disable
 // operations carry it.
-const AllFields = FieldSet(FieldUsername | FieldEmail | FieldFirstName | FieldLastName |
-	FieldDisplayName | FieldGroups | FieldAttributes)
+const AllFields = FieldUsername | FieldEmail | FieldFirstName | FieldLastName |
+	FieldDisplayName | FieldGroups | FieldAttributes
 
 var fieldNames = []struct {
-	f    Field
+	f    FieldSet
 	name string
 }{
 	{FieldUsername, "username"},
@@ -87,8 +84,8 @@ var fieldNames = []struct {
 	{FieldAttributes, "attributes"},
 }
 
-// Has reports whether f is in the set.
-func (s FieldSet) Has(f Field) bool { return s&FieldSet(f) != 0 }
+// Has reports whether any field of f is in the set.
+func (s FieldSet) Has(f FieldSet) bool { return s&f != 0 }
 
 // Names lists the set's fields by their config names, in a fixed order.
 func (s FieldSet) Names() []string {
@@ -106,9 +103,9 @@ func (s FieldSet) String() string { return strings.Join(s.Names(), ",") }
 // Changed returns the fields in set whose values differ between a and b.
 func Changed(a, b *Identity, set FieldSet) FieldSet {
 	var c FieldSet
-	diff := func(f Field, differ bool) {
+	diff := func(f FieldSet, differ bool) {
 		if set.Has(f) && differ {
-			c |= FieldSet(f)
+			c |= f
 		}
 	}
 	diff(FieldUsername, a.Username != b.Username)

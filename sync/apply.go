@@ -1,0 +1,212 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// maxReportedErrors caps the per-operation errors a run summary keeps; the counts are
+// always complete.
+const maxReportedErrors = 1000
+
+// opResult is what a worker reports of one operation.
+type opResult struct {
+	op      Op
+	err     error // the sink's error: the operation failed
+	skipped bool  // not attempted
+}
+
+// apply carries out one sink's plan. An identity's operations run in phase order, one
+// after the other; different identities run concurrently, up to the sink's concurrency,
+// and never wait for each other. Every success is committed to the snapshot before that
+// identity's next operation. A failed operation is recorded on its entry and ends that
+// identity's chain; the others go on. When ctx ends, no new operation starts, and those
+// in flight get DrainTimeout to finish and be recorded.
+//
+// The error is for what stops the whole sink: the snapshot could not be written.
+func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[string]Entry) (SinkSummary, error) {
+	sum := SinkSummary{Sink: s.Name, Planned: plan.Counts()}
+	if plan.Empty() {
+		return sum, nil
+	}
+	log := e.log.With("sink", s.Name)
+	chains := chainsOf(plan.Ops)
+
+	// dispatch ends on ctx or on a snapshot failure; exec outlives it by DrainTimeout.
+	dispatch, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	exec, cancelExec := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelExec()
+	defer context.AfterFunc(dispatch, func() { time.AfterFunc(e.opt.DrainTimeout, cancelExec) })()
+
+	jobs := make(chan []Op)
+	results := make(chan opResult, s.Concurrency)
+	fatal := make(chan error, s.Concurrency)
+	done := make(chan struct{})
+	for range s.Concurrency {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for chain := range jobs {
+				if err := e.applyChain(dispatch, exec, s, chain, snap[chain[0].ID], results); err != nil {
+					fatal <- err
+					stop(err)
+				}
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for i, chain := range chains {
+			select {
+			case jobs <- chain:
+			case <-dispatch.Done():
+				for _, c := range chains[i:] {
+					for _, op := range c {
+						results <- opResult{op: op, skipped: true}
+					}
+				}
+				return
+			}
+		}
+	}()
+	go func() {
+		for range s.Concurrency {
+			<-done
+		}
+		close(results)
+	}()
+
+	sum.Applied, sum.Failed, sum.Skipped = map[OpKind]int{}, map[OpKind]int{}, map[OpKind]int{}
+	for r := range results {
+		switch {
+		case r.skipped:
+			sum.Skipped[r.op.Kind]++
+		case r.err != nil:
+			sum.Failed[r.op.Kind]++
+			if len(sum.Errors) < maxReportedErrors {
+				sum.Errors = append(sum.Errors, OpError{ID: r.op.ID, Kind: r.op.Kind, Error: r.err.Error()})
+			}
+			log.Warn("operation failed", "op", r.op, "err", r.err)
+		default:
+			sum.Applied[r.op.Kind]++
+		}
+	}
+	sum.Applied, sum.Failed, sum.Skipped = nilIfEmpty(sum.Applied), nilIfEmpty(sum.Failed), nilIfEmpty(sum.Skipped)
+	select {
+	case err := <-fatal:
+		return sum, err
+	default:
+	}
+	if err := context.Cause(dispatch); err != nil {
+		return sum, fmt.Errorf("run interrupted: %w", err)
+	}
+	return sum, nil
+}
+
+// chainsOf groups a sorted plan's operations by identity, keeping phase order, and
+// orders the chains by their first operation: creates start first, disables last.
+func chainsOf(ops []Op) [][]Op {
+	index := make(map[string]int)
+	var chains [][]Op
+	for _, op := range ops {
+		i, ok := index[op.ID]
+		if !ok {
+			i = len(chains)
+			index[op.ID] = i
+			chains = append(chains, nil)
+		}
+		chains[i] = append(chains[i], op)
+	}
+	return chains
+}
+
+// applyChain runs one identity's operations in order, committing each success to the
+// snapshot. It returns an error only when the snapshot cannot be written.
+func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []Op, entry Entry, results chan<- opResult) error {
+	entry.ID = chain[0].ID
+	for i, op := range chain {
+		if dispatch.Err() != nil {
+			for _, rest := range chain[i:] {
+				results <- opResult{op: rest, skipped: true}
+			}
+			return nil
+		}
+		op.UserID, op.ProfileRef = entry.UserID, entry.ProfileRef
+		out, err := s.Sink.Apply(exec, op)
+		if err != nil {
+			entry.LastError, entry.LastErrorAt = fmt.Sprintf("%s: %v", op.Kind, err), e.opt.Now()
+			entry.Failures++
+			results <- opResult{op: op, err: err}
+			for _, rest := range chain[i+1:] {
+				results <- opResult{op: rest, skipped: true}
+			}
+			if perr := e.store.Put(s.Name, entry); perr != nil {
+				return fmt.Errorf("record error of %s: %w", op, perr)
+			}
+			return nil
+		}
+		if out.Adopted {
+			e.log.Warn("adopted an existing account", "sink", s.Name, "op", op, "user_id", out.UserID)
+		}
+		record(&entry, op, out, s.Sink.Schema(), e.opt.Now())
+		if op.Kind == DeleteUser {
+			err = e.store.Delete(s.Name, entry.ID)
+		} else {
+			err = e.store.Put(s.Name, entry)
+		}
+		if err != nil {
+			// The sink did it but the snapshot does not know: stop, so that the next
+			// run starts from what was recorded and adopts what was not.
+			results <- opResult{op: op, err: fmt.Errorf("applied, but the snapshot could not record it: %w", err)}
+			return fmt.Errorf("commit %s: %w", op, err)
+		}
+		results <- opResult{op: op}
+	}
+	return nil
+}
+
+// record updates an entry after a successful operation.
+func record(e *Entry, op Op, out Outcome, s Schema, now time.Time) {
+	if out.UserID != "" {
+		e.UserID = out.UserID
+	}
+	if out.ProfileRef != "" {
+		e.ProfileRef = out.ProfileRef
+	}
+	switch op.Kind {
+	case CreateProfile:
+		p := Project(op.Want, s.Profile)
+		e.Profile = &p
+	case CreateUser:
+		u := Project(op.Want, s.User)
+		e.User, e.Adopted, e.DisabledAt = &u, out.Adopted, time.Time{}
+		if s.Profile != 0 && e.Profile != nil {
+			e.Profile.Active = true
+		}
+	case UpdateProfile:
+		p := Project(op.Want, s.Profile)
+		e.Profile = &p
+	case UpdateUser:
+		u := Project(op.Want, s.User)
+		e.User = &u
+	case EnableUser, DisableUser:
+		active := op.Kind == EnableUser
+		e.User.Active = active
+		if e.Profile != nil {
+			e.Profile.Active = active
+		}
+		e.DisabledAt = time.Time{}
+		if !active {
+			e.DisabledAt = now
+		}
+	}
+	e.LastError, e.LastErrorAt, e.Failures = "", time.Time{}, 0
+}
+
+func nilIfEmpty(m map[OpKind]int) map[OpKind]int {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}

@@ -1,0 +1,221 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// SourceSpec is a configured source.
+type SourceSpec struct {
+	Name   string
+	Source Source
+}
+
+// SinkSpec is a configured sink and how the engine drives it.
+type SinkSpec struct {
+	Name string
+	Sink Sink
+	// Concurrency is how many identities are applied at once; default 4.
+	Concurrency int
+	// Safety holds this sink's limits.
+	Safety Safety
+	// DeleteAfter turns on delete_user for accounts idsync disabled that long ago.
+	DeleteAfter time.Duration
+}
+
+// Options tunes an Engine.
+type Options struct {
+	// Safety holds the run-wide limits (min_source_ratio).
+	Safety Safety
+	// DrainTimeout is how long operations in flight may go on once the run's context
+	// is cancelled, so that what a sink has done is recorded; default 30s.
+	DrainTimeout time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Engine runs: read, merge, plan, guard, apply, record.
+type Engine struct {
+	sources []SourceSpec
+	sinks   []SinkSpec
+	store   Store
+	opt     Options
+	log     *slog.Logger
+}
+
+// New returns an engine. It does no I/O.
+func New(sources []SourceSpec, sinks []SinkSpec, store Store, opt Options, log *slog.Logger) *Engine {
+	if opt.DrainTimeout <= 0 {
+		opt.DrainTimeout = 30 * time.Second
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	for i := range sinks {
+		if sinks[i].Concurrency <= 0 {
+			sinks[i].Concurrency = 4
+		}
+	}
+	return &Engine{sources: sources, sinks: sinks, store: store, opt: opt, log: log}
+}
+
+// RunOptions are one run's choices.
+type RunOptions struct {
+	// DryRun stops after the guards: no sink is written, nothing is recorded.
+	DryRun bool
+	// AcceptGuard applies the run even though a safety limit tripped.
+	AcceptGuard bool
+}
+
+// Report is what a run did, or, for a dry run, would do.
+type Report struct {
+	Summary RunSummary
+	// Plans has one plan per sink, in configuration order.
+	Plans []Plan
+	// Problems lists the invalid identities and unanchored rows the sources gave.
+	Problems []string
+}
+
+// Held reports whether a guard held the run.
+func (r *Report) Held() bool { return len(r.Summary.Guards) > 0 && !r.Summary.Accepted }
+
+// Run does one run. It returns an error when the run failed: a source could not be
+// read whole, the snapshot could not be read or written, or ctx ended it. A run held by
+// a guard, or with failed operations, is not an error: the report says so.
+func (e *Engine) Run(ctx context.Context, ro RunOptions) (*Report, error) {
+	rep := &Report{Summary: RunSummary{Started: e.opt.Now(), Sources: make(map[string]int)}}
+	err := e.run(ctx, ro, rep)
+	sum := &rep.Summary
+	sum.Finished = e.opt.Now()
+	switch {
+	case err != nil:
+		sum.Result, sum.Error = ResultFailed, err.Error()
+	case ro.DryRun:
+		sum.Result = ResultDryRun
+	case rep.Held():
+		sum.Result = ResultHeld
+	case incomplete(sum):
+		sum.Result = ResultPartial
+	default:
+		sum.Result = ResultSuccess
+	}
+	log := e.log.With("result", sum.Result, "duration", sum.Finished.Sub(sum.Started).Round(time.Millisecond))
+	if err != nil {
+		log.Error("run failed", "err", err)
+	} else {
+		log.Info("run finished", "identities", sum.Identities, "held_identities", sum.Held, "failed_ops", sum.FailedOps())
+	}
+	if ro.DryRun {
+		return rep, err
+	}
+	if rerr := e.store.RecordRun(*sum); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("record run: %w", rerr))
+	}
+	return rep, err
+}
+
+func incomplete(s *RunSummary) bool {
+	for _, k := range s.Sinks {
+		if len(k.Failed) > 0 || len(k.Skipped) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) error {
+	sum := &rep.Summary
+	reads := make([]SourceRead, 0, len(e.sources))
+	for _, s := range e.sources {
+		ids, err := s.Source.Read(ctx)
+		if err != nil {
+			return fmt.Errorf("source %s: %w", s.Name, err)
+		}
+		e.log.Info("source read", "source", s.Name, "identities", len(ids))
+		sum.Sources[s.Name] = len(ids)
+		reads = append(reads, SourceRead{Source: s.Name, Identities: ids})
+	}
+	desired := Merge(reads)
+	sum.Identities, sum.Held = desired.Valid, len(desired.Identities)-desired.Valid
+	rep.Problems = desired.Problems
+	if len(desired.Problems) > 0 {
+		e.log.Warn("identities held: present but invalid, left as they are", "count", len(desired.Problems))
+	}
+	if !desired.Complete {
+		e.log.Warn("some rows have no id: nobody is disabled for being absent in this run")
+	}
+
+	last, err := e.lastGood()
+	if err != nil {
+		return err
+	}
+	sum.Guards = CheckSources(reads, desired.Valid, last, e.opt.Safety)
+	snaps := make([]map[string]Entry, len(e.sinks))
+	for i, s := range e.sinks {
+		snap, err := e.store.Snapshot(s.Name)
+		if err != nil {
+			return fmt.Errorf("sink %s: read snapshot: %w", s.Name, err)
+		}
+		snaps[i] = snap
+		plan := Diff(snap, desired.Identities, DiffOptions{
+			Schema: s.Sink.Schema(), Complete: desired.Complete, DeleteAfter: s.DeleteAfter, Now: sum.Started,
+		})
+		plan.Sink = s.Name
+		rep.Plans = append(rep.Plans, plan)
+		sum.Guards = append(sum.Guards, CheckPlan(&plan, s.Safety)...)
+	}
+	for _, g := range sum.Guards {
+		e.log.Warn("safety limit tripped", "guard", g.Guard, "scope", g.Scope, "got", g.Got, "limit", g.Limit)
+	}
+	if len(sum.Guards) > 0 && ro.AcceptGuard {
+		sum.Accepted = true
+		e.log.Warn("safety limits overridden for this run (--accept-guard)")
+	}
+	if ro.DryRun || rep.Held() {
+		for _, p := range rep.Plans {
+			sum.Sinks = append(sum.Sinks, SinkSummary{Sink: p.Sink, Planned: p.Counts()})
+		}
+		return nil
+	}
+
+	results := make(chan sinkResult, len(e.sinks))
+	for i, s := range e.sinks {
+		go func() {
+			ss, err := e.apply(ctx, s, rep.Plans[i], snaps[i])
+			results <- sinkResult{i, ss, err}
+		}()
+	}
+	sum.Sinks = make([]SinkSummary, len(e.sinks))
+	var errs []error
+	for range e.sinks {
+		r := <-results
+		sum.Sinks[r.i] = r.summary
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("sink %s: %w", e.sinks[r.i].Name, r.err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type sinkResult struct {
+	i       int
+	summary SinkSummary
+	err     error
+}
+
+// lastGood returns the valid identities of the last run that applied its plan.
+func (e *Engine) lastGood() (int, error) {
+	runs, err := e.store.Runs(0)
+	if err != nil {
+		return 0, fmt.Errorf("read run history: %w", err)
+	}
+	for _, r := range runs {
+		if r.Result == ResultSuccess || r.Result == ResultPartial {
+			return r.Identities, nil
+		}
+	}
+	return 0, nil
+}
