@@ -1,0 +1,500 @@
+// Package haplo implements a sync.Sink for Haplo: person profile objects through the
+// push-data REST API (the data import framework, with the control file this package
+// ships), and user accounts through the user API v0.
+package haplo
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/idsync/idsync/internal/secret"
+	dsync "github.com/idsync/idsync/sync"
+)
+
+// ControlFile is the data import control file that reads idsync's push-data records.
+// Install it in Haplo as the control file of the REST API named in import_name.
+//
+//go:embed control-file.json
+var ControlFile []byte
+
+// Sink applies operations to one Haplo application.
+type Sink struct {
+	cfg     Config
+	cl      *client
+	managed map[string]bool // group codes idsync manages
+	log     *slog.Logger
+}
+
+var _ dsync.Sink = (*Sink)(nil)
+
+// New builds a sink from its configuration, reading the key files. It does not
+// contact Haplo. hc may be nil for a default client with the configured timeout.
+func New(cfg Config, hc *http.Client, log *slog.Logger) (*Sink, error) {
+	if errs := cfg.Validate("haplo"); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	cfg.setDefaults()
+	userKey, err1 := secret.Load("user_api_key", cfg.UserAPIKey, cfg.UserAPIKeyFile)
+	importKey, err2 := secret.Load("import_api_key", cfg.ImportAPIKey, cfg.ImportAPIKeyFile)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
+	if hc == nil {
+		hc = &http.Client{Timeout: cfg.Timeout}
+	}
+	s := &Sink{
+		cfg: cfg,
+		cl: &client{
+			base: strings.TrimSuffix(cfg.URL, "/"), http: hc, userKey: userKey, importKey: importKey,
+			maxRetries: *cfg.MaxRetries, log: log, sleep: sleepCtx,
+		},
+		managed: make(map[string]bool),
+		log:     log,
+	}
+	for _, code := range cfg.Groups {
+		s.managed[code] = true
+	}
+	return s, nil
+}
+
+// Concurrency is the configured number of identities applied at once.
+func (s *Sink) Concurrency() int { return s.cfg.Concurrency }
+
+// Schema: accounts take the username, email, names and, when a group map is set,
+// groups; profiles take the email, names and attributes.
+func (s *Sink) Schema() dsync.Schema {
+	user := dsync.FieldUsername | dsync.FieldEmail | dsync.FieldFirstName | dsync.FieldLastName
+	if len(s.cfg.Groups) > 0 {
+		user |= dsync.FieldGroups
+	}
+	profile := dsync.FieldEmail | dsync.FieldFirstName | dsync.FieldLastName
+	if len(s.cfg.Attributes) > 0 {
+		profile |= dsync.FieldAttributes
+	}
+	return dsync.Schema{User: user, Profile: profile}
+}
+
+// Apply carries out one operation.
+func (s *Sink) Apply(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
+	var (
+		out dsync.Outcome
+		err error
+	)
+	switch op.Kind {
+	case dsync.CreateProfile:
+		out, err = s.createProfile(ctx, op)
+	case dsync.CreateUser:
+		out, err = s.createUser(ctx, op)
+	case dsync.UpdateProfile:
+		out, err = s.updateProfile(ctx, op)
+	case dsync.UpdateUser:
+		err = s.updateUser(ctx, op)
+	case dsync.EnableUser, dsync.DisableUser:
+		out, err = s.setActive(ctx, op)
+	default:
+		err = fmt.Errorf("%s: %w", op.Kind, dsync.ErrUnsupported)
+	}
+	if err != nil {
+		return out, fmt.Errorf("haplo: %s %s: %w", op.Kind, op.ID, err)
+	}
+	return out, nil
+}
+
+// user is the user object every user API endpoint returns.
+type user struct {
+	ID                    int               `json:"id"`
+	NameFirst             string            `json:"nameFirst"`
+	NameLast              string            `json:"nameLast"`
+	Email                 string            `json:"email"`
+	Ref                   *string           `json:"ref"`
+	IsGroup               bool              `json:"isGroup"`
+	IsActive              bool              `json:"isActive"`
+	Tags                  map[string]string `json:"tags"`
+	DirectGroupMembership []string          `json:"directGroupMembership"`
+}
+
+func (u *user) ref() string {
+	if u.Ref == nil {
+		return ""
+	}
+	return *u.Ref
+}
+
+type userAnswer struct {
+	Kind string `json:"kind"`
+	User user   `json:"user"`
+}
+
+// username is the account's username tag: always lowercase, since Haplo's user sync
+// and its username-to-ref filter assume it; the id when the sources give none.
+func username(id *dsync.Identity) string {
+	return strings.ToLower(cmpOr(id.Username, id.ID))
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// groups maps the identity's groups to Haplo codes, sorted; unmapped groups are not
+// idsync's to manage and are dropped.
+func (s *Sink) groups(id *dsync.Identity) []string {
+	var codes []string
+	for _, g := range id.Groups {
+		if code, ok := s.cfg.Groups[g]; ok {
+			codes = append(codes, code)
+		}
+	}
+	slices.Sort(codes)
+	return slices.Compact(codes)
+}
+
+// mergeGroups keeps an account's direct groups that idsync does not manage and sets
+// the managed ones to want: Haplo replaces the whole list on update.
+func (s *Sink) mergeGroups(current, want []string) []string {
+	var out []string
+	for _, g := range current {
+		if !s.managed[g] {
+			out = append(out, g)
+		}
+	}
+	out = append(out, want...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (s *Sink) getUser(ctx context.Context, id int) (*user, error) {
+	var a userAnswer
+	err := s.cl.do(ctx, call{endpoint: "user.get", method: http.MethodGet, path: "/api/v0-user/id/" + strconv.Itoa(id), key: s.cl.userKey}, &a)
+	if err != nil {
+		return nil, err
+	}
+	return &a.User, nil
+}
+
+// findByTag returns the one user whose tag name has value, or nil.
+func (s *Sink) findByTag(ctx context.Context, name, value string) (*user, error) {
+	var a userAnswer
+	q := url.Values{"tag:" + name: {value}}
+	err := s.cl.do(ctx, call{endpoint: "user.find", method: http.MethodGet, path: "/api/v0-user/id?" + q.Encode(), key: s.cl.userKey}, &a)
+	if errors.Is(err, dsync.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if a.User.IsGroup {
+		return nil, nil
+	}
+	return &a.User, nil
+}
+
+// existing finds the account an identity may already have: by the id tag (an account
+// idsync made, maybe in a run that crashed before recording it), then by the username
+// tag. It says whether idsync may take the account, and why not when it may not.
+func (s *Sink) existing(ctx context.Context, want *dsync.Identity) (*user, bool, error) {
+	u, err := s.findByTag(ctx, s.cfg.IDTag, want.ID)
+	if err != nil || u != nil {
+		return u, u != nil, err
+	}
+	u, err = s.findByTag(ctx, "username", username(want))
+	if err != nil || u == nil {
+		return nil, false, err
+	}
+	switch tag := u.Tags[s.cfg.IDTag]; {
+	case tag != "" && tag != want.ID:
+		return u, false, fmt.Errorf("user %d has username %q but belongs to identity %q (tag %s): %w", u.ID, username(want), tag, s.cfg.IDTag, dsync.ErrConflict)
+	case !*s.cfg.AdoptByUsername:
+		return u, false, fmt.Errorf("user %d already has username %q and adopt_by_username is off: %w", u.ID, username(want), dsync.ErrConflict)
+	}
+	return u, true, nil
+}
+
+// createProfile pushes a new person profile and returns its ref. An identity whose
+// account already exists with a profile (a crashed run, a migration) reuses that
+// profile instead of making a second one; one whose username is taken by an account
+// idsync may not adopt fails here, before anything is created.
+func (s *Sink) createProfile(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
+	u, _, err := s.existing(ctx, &op.Want)
+	if err != nil {
+		return dsync.Outcome{}, err
+	}
+	ref := ""
+	if u != nil {
+		ref = u.ref()
+	}
+	got, err := s.push(ctx, &op.Want, ref, op.Want.Active)
+	if err != nil {
+		return dsync.Outcome{}, err
+	}
+	return dsync.Outcome{ProfileRef: cmpOr(got, ref)}, nil
+}
+
+// createUser creates the account linked to the profile. When Haplo says the email or
+// username is taken, it looks for the account and adopts it if it may.
+func (s *Sink) createUser(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
+	w := &op.Want
+	body := map[string]any{
+		"nameFirst": w.FirstName,
+		"nameLast":  w.LastName,
+		"email":     w.Email,
+		"tags":      map[string]string{"username": username(w), s.cfg.IDTag: w.ID},
+	}
+	if op.ProfileRef != "" {
+		body["ref"] = op.ProfileRef
+	}
+	if g := s.groups(w); len(g) > 0 {
+		body["directGroupMembership"] = g
+	}
+	var a userAnswer
+	err := s.cl.do(ctx, call{endpoint: "user.create", method: http.MethodPost, path: "/api/v0-user/create", key: s.cl.userKey, body: body}, &a)
+	if err == nil {
+		return dsync.Outcome{UserID: strconv.Itoa(a.User.ID)}, nil
+	}
+	if !errors.Is(err, dsync.ErrExists) {
+		return dsync.Outcome{}, err
+	}
+	u, ok, ferr := s.existing(ctx, w)
+	switch {
+	case ferr != nil:
+		return dsync.Outcome{}, ferr
+	case u == nil:
+		return dsync.Outcome{}, fmt.Errorf("%w; no account has username %q or %s %q, so another account holds the email: %w",
+			err, username(w), s.cfg.IDTag, w.ID, dsync.ErrConflict)
+	case !ok:
+		return dsync.Outcome{}, fmt.Errorf("user %d: %w", u.ID, dsync.ErrConflict)
+	}
+	ours := u.Tags[s.cfg.IDTag] == w.ID
+	if err := s.converge(ctx, u, op); err != nil {
+		return dsync.Outcome{}, fmt.Errorf("adopt user %d: %w", u.ID, err)
+	}
+	return dsync.Outcome{UserID: strconv.Itoa(u.ID), Adopted: !ours}, nil
+}
+
+// converge makes an existing account match op.Want: names, email, tags, ref, managed
+// groups, and active.
+func (s *Sink) converge(ctx context.Context, u *user, op dsync.Op) error {
+	w := &op.Want
+	body := map[string]any{}
+	if u.NameFirst != w.FirstName || u.NameLast != w.LastName || !strings.EqualFold(u.Email, w.Email) {
+		body["nameFirst"], body["nameLast"], body["email"] = w.FirstName, w.LastName, w.Email
+	}
+	if u.Tags["username"] != username(w) || u.Tags[s.cfg.IDTag] != w.ID {
+		body["tags"] = map[string]string{"username": username(w), s.cfg.IDTag: w.ID}
+	}
+	if op.ProfileRef != "" && u.ref() != op.ProfileRef {
+		body["ref"] = op.ProfileRef
+	}
+	if len(s.cfg.Groups) > 0 {
+		if g := s.mergeGroups(u.DirectGroupMembership, s.groups(w)); !slices.Equal(g, sorted(u.DirectGroupMembership)) {
+			body["directGroupMembership"] = g
+		}
+	}
+	if len(body) > 0 {
+		if err := s.postUser(ctx, u.ID, body); err != nil {
+			return err
+		}
+	}
+	if u.IsActive != w.Active {
+		return s.enable(ctx, u.ID, w.Active)
+	}
+	return nil
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+func (s *Sink) postUser(ctx context.Context, id int, body map[string]any) error {
+	return s.cl.do(ctx, call{endpoint: "user.update", method: http.MethodPost, path: "/api/v0-user/id/" + strconv.Itoa(id), key: s.cl.userKey, body: body}, nil)
+}
+
+func (s *Sink) enable(ctx context.Context, id int, active bool) error {
+	status := "block"
+	if active {
+		status = "active"
+	}
+	return s.cl.do(ctx, call{endpoint: "user.enable", method: http.MethodPost, path: "/api/v0-user/enable/" + strconv.Itoa(id) + "?status=" + status, key: s.cl.userKey}, nil)
+}
+
+func userID(op dsync.Op) (int, error) {
+	id, err := strconv.Atoi(op.UserID)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("snapshot has no valid Haplo user id (%q)", op.UserID)
+	}
+	return id, nil
+}
+
+// updateUser sends only the fields that changed. Groups are read first, since Haplo
+// replaces the whole list.
+func (s *Sink) updateUser(ctx context.Context, op dsync.Op) error {
+	id, err := userID(op)
+	if err != nil {
+		return err
+	}
+	w := &op.Want
+	body := map[string]any{}
+	if op.Fields.Has(dsync.FieldFirstName) {
+		body["nameFirst"] = w.FirstName
+	}
+	if op.Fields.Has(dsync.FieldLastName) {
+		body["nameLast"] = w.LastName
+	}
+	if op.Fields.Has(dsync.FieldEmail) {
+		body["email"] = w.Email
+	}
+	if op.Fields.Has(dsync.FieldUsername) {
+		body["tags"] = map[string]string{"username": username(w)}
+	}
+	if op.Fields.Has(dsync.FieldGroups) {
+		u, err := s.getUser(ctx, id)
+		if err != nil {
+			return err
+		}
+		if g := s.mergeGroups(u.DirectGroupMembership, s.groups(w)); !slices.Equal(g, sorted(u.DirectGroupMembership)) {
+			body["directGroupMembership"] = g
+		}
+	}
+	if len(body) == 0 {
+		return nil
+	}
+	return s.postUser(ctx, id, body)
+}
+
+// updateProfile pushes the profile whole (the control file clears what is absent),
+// with the type for its current state. A ref Haplo no longer knows makes the control
+// file create a new profile: the account is then linked to it.
+func (s *Sink) updateProfile(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
+	if op.ProfileRef == "" {
+		return dsync.Outcome{}, errors.New("snapshot has no profile ref")
+	}
+	ref, err := s.push(ctx, &op.Want, op.ProfileRef, op.Want.Active)
+	if err != nil {
+		return dsync.Outcome{}, err
+	}
+	return s.relink(ctx, op, ref)
+}
+
+// relink points the account at a new profile ref, when a push made one.
+func (s *Sink) relink(ctx context.Context, op dsync.Op, ref string) (dsync.Outcome, error) {
+	if ref == "" || ref == op.ProfileRef {
+		return dsync.Outcome{}, nil
+	}
+	s.log.Warn("profile ref unknown to haplo, a new profile was made", "id", op.ID, "old_ref", op.ProfileRef, "ref", ref)
+	if op.UserID != "" {
+		id, err := userID(op)
+		if err != nil {
+			return dsync.Outcome{}, err
+		}
+		if err := s.postUser(ctx, id, map[string]any{"ref": ref}); err != nil {
+			return dsync.Outcome{}, fmt.Errorf("link user %d to new profile %s: %w", id, ref, err)
+		}
+	}
+	return dsync.Outcome{ProfileRef: ref}, nil
+}
+
+// setActive blocks or unblocks the account, then marks the profile past or current.
+func (s *Sink) setActive(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
+	id, err := userID(op)
+	if err != nil {
+		return dsync.Outcome{}, err
+	}
+	active := op.Kind == dsync.EnableUser
+	if err := s.enable(ctx, id, active); err != nil {
+		return dsync.Outcome{}, err
+	}
+	if op.ProfileRef == "" {
+		return dsync.Outcome{}, nil
+	}
+	// The profile is pushed as last applied, so a disable changes its type and
+	// nothing else.
+	prof := op.Want
+	if op.Have != nil {
+		prof = *op.Have
+	}
+	ref, err := s.push(ctx, &prof, op.ProfileRef, active)
+	if err != nil {
+		return dsync.Outcome{}, fmt.Errorf("user %d is %s, but its profile was not updated: %w", id, map[bool]string{true: "active", false: "blocked"}[active], err)
+	}
+	return s.relink(ctx, op, ref)
+}
+
+// pushAnswer is the push-data API's result.
+type pushAnswer struct {
+	Result  string   `json:"result"`
+	Errors  []string `json:"errors"`
+	Actions []struct {
+		Changed []struct {
+			Kind        string `json:"kind"`
+			Destination string `json:"destination"`
+			Ref         string `json:"ref"`
+			New         bool   `json:"new"`
+		} `json:"changed"`
+	} `json:"actions"`
+}
+
+var refPattern = regexp.MustCompile(`^[0-9qvwxyz]+$`)
+
+// push sends one profile record and returns the ref of a profile it created; "" when
+// it updated ref or found it unchanged (Haplo then returns no ref).
+func (s *Sink) push(ctx context.Context, id *dsync.Identity, ref string, active bool) (string, error) {
+	rec := map[string]string{
+		"first": id.FirstName,
+		"last":  id.LastName,
+		"email": id.Email,
+		"type":  s.cfg.PastProfileType,
+	}
+	if active {
+		rec["type"] = s.cfg.ProfileType
+	}
+	if ref != "" {
+		if !refPattern.MatchString(ref) {
+			return "", fmt.Errorf("profile ref %q is not a Haplo ref", ref)
+		}
+		rec["ref"] = ref
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.cfg.Attributes)) {
+		if v := id.Attributes[name]; len(v) > 0 {
+			rec[s.cfg.Attributes[name]] = strings.Join(v, "; ")
+		}
+	}
+	var a pushAnswer
+	err := s.cl.do(ctx, call{
+		endpoint: "push-data", method: http.MethodPost, path: "/api/push-data/" + s.cfg.ImportName,
+		key: s.cl.importKey, body: rec, unsafe: ref == "",
+	}, &a)
+	if err != nil {
+		return "", err
+	}
+	if a.Result != "success" {
+		return "", fmt.Errorf("push-data result %q: %s", a.Result, strings.Join(a.Errors, "; "))
+	}
+	for _, act := range a.Actions {
+		for _, c := range act.Changed {
+			if c.Kind == "object:save" && c.Destination == "profile" && c.New {
+				if !refPattern.MatchString(c.Ref) {
+					return "", fmt.Errorf("push-data returned ref %q, which is not a Haplo ref", c.Ref)
+				}
+				return c.Ref, nil
+			}
+		}
+	}
+	if ref == "" {
+		return "", errors.New("push-data created no profile and returned no ref")
+	}
+	return "", nil
+}
