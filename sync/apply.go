@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -49,7 +50,10 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 			defer func() { done <- struct{}{} }()
 			for chain := range jobs {
 				if err := e.applyChain(dispatch, exec, s, chain, snap[chain[0].ID], results); err != nil {
-					fatal <- err
+					select {
+					case fatal <- err:
+					default: // one is enough
+					}
 					stop(err)
 				}
 			}
@@ -122,7 +126,8 @@ func chainsOf(ops []Op) [][]Op {
 }
 
 // applyChain runs one identity's operations in order, committing each success to the
-// snapshot. It returns an error only when the snapshot cannot be written.
+// snapshot. It returns an error when the sink can go on no longer: the snapshot cannot
+// be written, or the sink said ErrStopSink.
 func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []Op, entry Entry, results chan<- opResult) error {
 	entry.ID = chain[0].ID
 	for i, op := range chain {
@@ -132,7 +137,15 @@ func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []
 			}
 			return nil
 		}
+		// An earlier operation of the chain may have changed the entry: carry its ids
+		// and what it last applied.
 		op.UserID, op.ProfileRef = entry.UserID, entry.ProfileRef
+		switch op.Kind {
+		case UpdateUser:
+			op.Have = entry.User
+		case UpdateProfile, EnableUser, DisableUser:
+			op.Have = entry.Profile
+		}
 		out, err := s.Sink.Apply(exec, op)
 		if err != nil {
 			entry.LastError, entry.LastErrorAt = fmt.Sprintf("%s: %v", op.Kind, err), e.opt.Now()
@@ -143,6 +156,9 @@ func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []
 			}
 			if perr := e.store.Put(s.Name, entry); perr != nil {
 				return fmt.Errorf("record error of %s: %w", op, perr)
+			}
+			if errors.Is(err, ErrStopSink) {
+				return err
 			}
 			return nil
 		}

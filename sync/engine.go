@@ -75,8 +75,10 @@ type Report struct {
 	Summary RunSummary
 	// Plans has one plan per sink, in configuration order.
 	Plans []Plan
-	// Problems lists the invalid identities and unanchored rows the sources gave.
-	Problems []string
+	// Problems lists the invalid identities' problems; Unanchored the rows without an
+	// id, which stop absent people from being disabled in this run.
+	Problems   []string
+	Unanchored []string
 }
 
 // Held reports whether a guard held the run.
@@ -140,12 +142,12 @@ func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) error {
 	}
 	desired := Merge(reads)
 	sum.Identities, sum.Held = desired.Valid, len(desired.Identities)-desired.Valid
-	rep.Problems = desired.Problems
+	rep.Problems, rep.Unanchored = desired.Problems, desired.Unanchored
 	if len(desired.Problems) > 0 {
 		e.log.Warn("identities held: present but invalid, left as they are", "count", len(desired.Problems))
 	}
 	if !desired.Complete {
-		e.log.Warn("some rows have no id: nobody is disabled for being absent in this run")
+		e.log.Warn("some rows have no id: nobody is disabled for being absent in this run", "rows", len(desired.Unanchored))
 	}
 
 	last, err := e.lastGood()

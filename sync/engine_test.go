@@ -370,8 +370,8 @@ func TestMerge(t *testing.T) {
 		t.Errorf("inactive 4 problems %q, want none: duplicates count among active identities", p)
 	}
 	got = Merge([]SourceRead{{Source: "hr", Identities: []Identity{{Problems: []string{"x.csv:9: empty id"}}}}})
-	if got.Complete || len(got.Problems) != 1 {
-		t.Errorf("unanchored row: complete %v problems %q, want incomplete with one problem", got.Complete, got.Problems)
+	if got.Complete || len(got.Unanchored) != 1 {
+		t.Errorf("unanchored row: complete %v unanchored %q, want incomplete with one row", got.Complete, got.Unanchored)
 	}
 }
 

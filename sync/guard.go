@@ -1,20 +1,23 @@
 package sync
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Safety holds the limits that hold a suspicious run before anything is written.
 // A negative limit turns that guard off.
 type Safety struct {
 	// MaxDisables: more planned disables in one sink than this holds the run.
-	MaxDisables int `yaml:"max_disables"`
+	MaxDisables int
 	// MaxDisablePercent: more planned disables than this share of the sink's
 	// managed, active accounts holds the run.
-	MaxDisablePercent float64 `yaml:"max_disable_percent"`
+	MaxDisablePercent float64
 	// MaxDeletes: more planned deletes in one sink than this holds the run.
-	MaxDeletes int `yaml:"max_deletes"`
+	MaxDeletes int
 	// MinSourceRatio: fewer valid identities than this share of the last
 	// successful run's holds the run.
-	MinSourceRatio float64 `yaml:"min_source_ratio"`
+	MinSourceRatio float64
 }
 
 // DefaultSafety is DESIGN.md's defaults.
@@ -32,15 +35,13 @@ type GuardTrip struct {
 }
 
 func (g GuardTrip) String() string {
-	var what string
 	switch g.Guard {
 	case "empty_source":
 		return fmt.Sprintf("empty_source: source %s returned no identities", g.Scope)
 	case "min_source_ratio":
-		return fmt.Sprintf("min_source_ratio: the sources returned %g of the last successful run's identities, the limit is %g", g.Got, g.Limit)
+		return fmt.Sprintf("min_source_ratio: the sources returned %g of the last successful run's valid identities, the limit is %g", g.Got, g.Limit)
 	case "max_disable_percent":
-		what = fmt.Sprintf("%.1f%% of its managed accounts would be disabled", g.Got)
-		return fmt.Sprintf("max_disable_percent: in sink %s %s, the limit is %g%%", g.Scope, what, g.Limit)
+		return fmt.Sprintf("max_disable_percent: sink %s would disable %g%% of its managed accounts, the limit is %g%%", g.Scope, g.Got, g.Limit)
 	}
 	return fmt.Sprintf("%s: sink %s plans %g, the limit is %g", g.Guard, g.Scope, g.Got, g.Limit)
 }
@@ -57,7 +58,7 @@ func CheckSources(reads []SourceRead, valid, last int, s Safety) []GuardTrip {
 	}
 	if s.MinSourceRatio > 0 && last > 0 {
 		if ratio := float64(valid) / float64(last); ratio < s.MinSourceRatio {
-			trips = append(trips, GuardTrip{Guard: "min_source_ratio", Got: round(ratio, 3), Limit: s.MinSourceRatio})
+			trips = append(trips, GuardTrip{Guard: "min_source_ratio", Got: math.Round(ratio*1000) / 1000, Limit: s.MinSourceRatio})
 		}
 	}
 	return trips
@@ -72,19 +73,11 @@ func CheckPlan(p *Plan, s Safety) []GuardTrip {
 	}
 	if s.MaxDisablePercent >= 0 && p.Managed > 0 && disables > 0 {
 		if pct := 100 * float64(disables) / float64(p.Managed); pct > s.MaxDisablePercent {
-			trips = append(trips, GuardTrip{Guard: "max_disable_percent", Scope: p.Sink, Got: round(pct, 1), Limit: s.MaxDisablePercent})
+			trips = append(trips, GuardTrip{Guard: "max_disable_percent", Scope: p.Sink, Got: math.Round(pct*10) / 10, Limit: s.MaxDisablePercent})
 		}
 	}
 	if s.MaxDeletes >= 0 && deletes > s.MaxDeletes {
 		trips = append(trips, GuardTrip{Guard: "max_deletes", Scope: p.Sink, Got: float64(deletes), Limit: float64(s.MaxDeletes)})
 	}
 	return trips
-}
-
-func round(x float64, digits int) float64 {
-	p := 1.0
-	for range digits {
-		p *= 10
-	}
-	return float64(int64(x*p+0.5)) / p
 }

@@ -19,8 +19,9 @@ type Desired struct {
 	// Complete is false when some row could not be tied to an id: then nobody is
 	// disabled for being absent, since that row may be them.
 	Complete bool
-	// Problems lists every problem found, for the report: rows without an id, and
-	// the problems of invalid identities.
+	// Unanchored lists the rows that have no id, with their problems.
+	Unanchored []string
+	// Problems lists the problems of the invalid identities, for the report.
 	Problems []string
 	// Valid counts the identities without problems.
 	Valid int
@@ -44,7 +45,7 @@ func Merge(reads []SourceRead) Desired {
 					id.Problems = []string{"no id"}
 				}
 				for _, p := range id.Problems {
-					d.Problems = append(d.Problems, id.Source+": "+p)
+					d.Unanchored = append(d.Unanchored, id.Source+": "+p)
 				}
 				continue
 			}

@@ -54,6 +54,10 @@ var (
 	ErrConflict = errors.New("conflict with an account idsync does not own")
 	// ErrUnsupported: the sink cannot do this operation.
 	ErrUnsupported = errors.New("not supported by this sink")
+	// ErrStopSink: the sink can take no operation now (credentials refused,
+	// throttled). The engine stops calling it for the rest of the run; what was not
+	// attempted is retried on the next.
+	ErrStopSink = errors.New("sink refuses all operations")
 )
 
 // Entry is what the snapshot keeps for one identity in one sink: what idsync last
@@ -85,6 +89,6 @@ type Store interface {
 	Put(sink string, e Entry) error
 	Delete(sink, id string) error
 	RecordRun(r RunSummary) error
-	// Runs returns up to limit run summaries, newest first.
+	// Runs returns up to limit run summaries, newest first; all when limit <= 0.
 	Runs(limit int) ([]RunSummary, error)
 }

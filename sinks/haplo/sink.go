@@ -203,18 +203,27 @@ func (s *Sink) findByTag(ctx context.Context, name, value string) (*user, error)
 
 // existing finds the account an identity may already have: by the id tag (an account
 // idsync made, maybe in a run that crashed before recording it), then by the username
-// tag. It says whether idsync may take the account, and why not when it may not.
+// tag. It says whether idsync may take the account.
 func (s *Sink) existing(ctx context.Context, want *dsync.Identity) (*user, bool, error) {
 	u, err := s.findByTag(ctx, s.cfg.IDTag, want.ID)
 	if err != nil || u != nil {
 		return u, u != nil, err
 	}
-	u, err = s.findByTag(ctx, "username", username(want))
+	return s.byUsername(ctx, want)
+}
+
+// byUsername finds the account with the identity's username tag, and says whether
+// idsync may take it: it is idsync's own, or carries no id tag and adopt_by_username
+// is on. Any other account with that username is a conflict.
+func (s *Sink) byUsername(ctx context.Context, want *dsync.Identity) (*user, bool, error) {
+	u, err := s.findByTag(ctx, "username", username(want))
 	if err != nil || u == nil {
 		return nil, false, err
 	}
 	switch tag := u.Tags[s.cfg.IDTag]; {
-	case tag != "" && tag != want.ID:
+	case tag == want.ID:
+		return u, true, nil
+	case tag != "":
 		return u, false, fmt.Errorf("user %d has username %q but belongs to identity %q (tag %s): %w", u.ID, username(want), tag, s.cfg.IDTag, dsync.ErrConflict)
 	case !*s.cfg.AdoptByUsername:
 		return u, false, fmt.Errorf("user %d already has username %q and adopt_by_username is off: %w", u.ID, username(want), dsync.ErrConflict)
@@ -223,11 +232,12 @@ func (s *Sink) existing(ctx context.Context, want *dsync.Identity) (*user, bool,
 }
 
 // createProfile pushes a new person profile and returns its ref. An identity whose
-// account already exists with a profile (a crashed run, a migration) reuses that
+// account already exists with a profile (a lost snapshot, a migration) reuses that
 // profile instead of making a second one; one whose username is taken by an account
-// idsync may not adopt fails here, before anything is created.
+// idsync may not adopt fails here, before anything is created. One lookup, by
+// username: the id tag is looked up only when a create meets an existing account.
 func (s *Sink) createProfile(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
-	u, _, err := s.existing(ctx, &op.Want)
+	u, _, err := s.byUsername(ctx, &op.Want)
 	if err != nil {
 		return dsync.Outcome{}, err
 	}

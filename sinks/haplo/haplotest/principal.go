@@ -35,6 +35,8 @@ type principal struct {
 	localeID                   string
 	tags                       map[string]string
 	groups                     []int // direct group ids, sorted
+
+	indexed []string // the keys of Server.index that hold this user
 }
 
 // userJSON is the user object of §3.6, in Haplo's property order.
@@ -133,32 +135,69 @@ func (s *Server) sortedUsers() []*principal {
 // userByEmail is O.user(email): the oldest user of any state with that
 // email, compared case-insensitively.
 func (s *Server) userByEmail(email string) *principal {
-	want := strings.ToLower(email)
-	for _, p := range s.sortedUsers() {
-		if strings.ToLower(p.email) == want {
-			return p
+	var oldest *principal
+	for _, p := range s.index[emailKey(email)] {
+		if oldest == nil || p.id < oldest.id {
+			oldest = p
 		}
 	}
-	return nil
+	return oldest
 }
 
 // usersByTags is O.usersByTags: users of any state (never groups) whose
 // tags hold every pair exactly, in id order.
 func (s *Server) usersByTags(query map[string]string) []*principal {
 	var found []*principal
-	for _, p := range s.sortedUsers() {
-		match := true
-		for k, v := range query {
-			if got, ok := p.tags[k]; !ok || got != v {
-				match = false
-				break
-			}
-		}
-		if match {
+	for k, v := range query {
+		// Candidates from one pair's index; every pair is checked below.
+		for _, p := range s.index[tagKey(k, v)] {
 			found = append(found, p)
 		}
+		break
 	}
+	found = slices.DeleteFunc(found, func(p *principal) bool {
+		for k, v := range query {
+			if got, ok := p.tags[k]; !ok || got != v {
+				return true
+			}
+		}
+		return false
+	})
+	slices.SortFunc(found, func(a, b *principal) int { return a.id - b.id })
 	return found
+}
+
+// The index finds users by email (case-insensitively) and by tag (exactly), as
+// Haplo's database does, so that lookups do not scan every user.
+func emailKey(email string) string { return "email\x00" + strings.ToLower(strings.TrimSpace(email)) }
+func tagKey(k, v string) string    { return "tag\x00" + k + "\x00" + v }
+
+// reindex puts p's current email and tags in the index, after any change to
+// them. s.mu is held.
+func (s *Server) reindex(p *principal) {
+	for _, k := range p.indexed {
+		delete(s.index[k], p.id)
+		if len(s.index[k]) == 0 {
+			delete(s.index, k)
+		}
+	}
+	p.indexed = p.indexed[:0]
+	if p.isGroup {
+		return
+	}
+	add := func(k string) {
+		m := s.index[k]
+		if m == nil {
+			m = make(map[int]*principal)
+			s.index[k] = m
+		}
+		m[p.id] = p
+		p.indexed = append(p.indexed, k)
+	}
+	add(emailKey(p.email))
+	for k, v := range p.tags {
+		add(tagKey(k, v))
+	}
 }
 
 // normaliseName trims a name and collapses its runs of whitespace.
@@ -221,6 +260,7 @@ func (s *Server) importUser(p *principal, u User) {
 	}
 	slices.Sort(p.groups)
 	p.groups = slices.Compact(p.groups)
+	s.reindex(p)
 }
 
 // groupIDFromName parses "group:<id>".

@@ -91,6 +91,7 @@ type Server struct {
 
 	mu          sync.Mutex
 	principals  map[int]*principal
+	index       map[string]map[int]*principal // see reindex
 	nextID      int
 	objects     map[int64]*object
 	nextObject  int64
@@ -140,6 +141,7 @@ func New(opt Options) (*Server, error) {
 		opt:         opt,
 		control:     control,
 		principals:  map[int]*principal{},
+		index:       map[string]map[int]*principal{},
 		nextID:      100,
 		objects:     map[int64]*object{},
 		nextObject:  firstObjectID,

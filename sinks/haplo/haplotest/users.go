@@ -306,6 +306,7 @@ func (s *Server) createUser(body any) (*principal, *apiError) {
 		groups:    groups,
 	}
 	s.principals[p.id] = p
+	s.reindex(p)
 	return p, nil
 }
 
@@ -328,6 +329,7 @@ func (s *Server) handleUpdateUser(w http.ResponseWriter, r *http.Request, c *cal
 	p, err := s.findUser(r, id)
 	if err == nil {
 		err = s.updateUser(p, id, body, keys)
+		s.reindex(p) // writes are not transactional: index what was written
 	}
 	if err != nil {
 		err.write(w)

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/idsync/idsync/sinks/haplo"
+	"github.com/idsync/idsync/sources/csv"
+	dsync "github.com/idsync/idsync/sync"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	StatePath string         `yaml:"state_path"`
+	Schedule  string         `yaml:"schedule"`
+	Listen    string         `yaml:"listen"`
+	Safety    SafetyConfig   `yaml:"safety"`
+	Sources   []SourceConfig `yaml:"sources"`
+	Sinks     []SinkConfig   `yaml:"sinks"`
+	// DrainTimeout is how long operations in flight may finish after a stop signal.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// LockTimeout is how long to wait for the state file's lock.
+	LockTimeout time.Duration `yaml:"lock_timeout"`
+}
+
+// SafetyConfig is the guards' section; an unset key takes DESIGN.md's default, and -1
+// turns a count or percentage guard off.
+type SafetyConfig struct {
+	MaxDisables       *int     `yaml:"max_disables"`
+	MaxDisablePercent *float64 `yaml:"max_disable_percent"`
+	MaxDeletes        *int     `yaml:"max_deletes"`
+	MinSourceRatio    *float64 `yaml:"min_source_ratio"`
+}
+
+// SourceConfig is one source: a name and exactly one type section.
+type SourceConfig struct {
+	Name string      `yaml:"name"`
+	CSV  *csv.Config `yaml:"csv"`
+}
+
+// SinkConfig is one sink: a name and exactly one type section, with optional
+// per-sink safety limits over the global ones.
+type SinkConfig struct {
+	Name   string        `yaml:"name"`
+	Safety *SafetyConfig `yaml:"safety"`
+	Haplo  *haplo.Config `yaml:"haplo"`
+}
+
+var (
+	namePattern   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	unknownField  = regexp.MustCompile(`^line (\d+): field (\S+) not found in type \S+$`)
+	yamlLine      = regexp.MustCompile(`^(?:yaml: )?line (\d+): `)
+	envReference  = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}`)
+	cronParser    = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	defaultListen = "127.0.0.1:9464"
+)
+
+// LoadConfig reads, expands and validates a configuration file, and reports every
+// problem at once, each with its file and line or key path.
+//
+// ${VAR} is expanded from the environment in values only, after parsing, so that a
+// value cannot change the file's structure; an unset variable is an error, unless a
+// default is given: ${VAR:-default}.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	name := filepath.Base(path)
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, fmt.Errorf("%s: %s", name, withFile(name, err.Error()))
+	}
+	var errs []error
+	// Unknown keys: yaml.v3 checks them only in Decoder.Decode, not Node.Decode, so
+	// decode the raw text once for them (keys are never expanded).
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var typeErr *yaml.TypeError
+	if err := dec.Decode(new(Config)); errors.As(err, &typeErr) {
+		for _, msg := range typeErr.Errors {
+			if m := unknownField.FindStringSubmatch(msg); m != nil {
+				errs = append(errs, fmt.Errorf("%s:%s: unknown key %q", name, m[1], m[2]))
+			}
+		}
+	}
+	errs = append(errs, expandEnv(&root, name)...)
+	var cfg Config
+	if err := root.Decode(&cfg); errors.As(err, &typeErr) {
+		for _, msg := range typeErr.Errors {
+			if !unknownField.MatchString(msg) {
+				errs = append(errs, errors.New(withFile(name, msg)))
+			}
+		}
+	} else if err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", name, err))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	cfg.setDefaults()
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	cfg.resolvePaths(filepath.Dir(path))
+	return &cfg, nil
+}
+
+// resolvePaths makes relative paths relative to the configuration file's folder.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.StatePath)
+	for _, s := range c.Sources {
+		if s.CSV != nil {
+			abs(&s.CSV.Path)
+		}
+	}
+	for _, s := range c.Sinks {
+		if s.Haplo != nil {
+			abs(&s.Haplo.UserAPIKeyFile)
+			abs(&s.Haplo.ImportAPIKeyFile)
+		}
+	}
+}
+
+// withFile turns yaml's "line 7: ..." into "config.yaml:7: ...".
+func withFile(name, msg string) string {
+	if m := yamlLine.FindStringSubmatchIndex(msg); m != nil {
+		return name + ":" + msg[m[2]:m[3]] + ": " + msg[m[1]:]
+	}
+	return name + ": " + msg
+}
+
+// expandEnv replaces ${VAR} in every scalar value.
+func expandEnv(n *yaml.Node, file string) []error {
+	var errs []error
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+		n.Value = envReference.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			m := envReference.FindStringSubmatch(ref)
+			v, ok := os.LookupEnv(m[1])
+			switch {
+			case ok && v != "":
+				return v
+			case m[2] != "": // ${VAR:-default}
+				return m[2][2:]
+			case !ok:
+				errs = append(errs, fmt.Errorf("%s:%d: environment variable %s is not set", file, n.Line, m[1]))
+			}
+			return v
+		})
+		if n.Style == 0 {
+			n.Tag = "" // a plain value resolves again: ${MAX} may be a number
+		}
+		return errs
+	}
+	for i, c := range n.Content {
+		// Keys (even positions of a mapping) are never expanded.
+		if n.Kind == yaml.MappingNode && i%2 == 0 {
+			continue
+		}
+		errs = append(errs, expandEnv(c, file)...)
+	}
+	return errs
+}
+
+func (c *Config) setDefaults() {
+	if c.StatePath == "" {
+		c.StatePath = "./idsync.db"
+	}
+	if c.Schedule == "" {
+		c.Schedule = "@every 15m"
+	}
+	if c.Listen == "" {
+		c.Listen = defaultListen
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.LockTimeout == 0 {
+		c.LockTimeout = time.Second
+	}
+}
+
+// Validate returns every problem, each with its key path.
+func (c *Config) Validate() []error {
+	var errs []error
+	bad := func(path, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{path}, a...)...))
+	}
+	if _, err := cronParser.Parse(c.Schedule); err != nil {
+		bad("schedule", "%q: %v", c.Schedule, err)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q: %v", c.Listen, err)
+	}
+	if c.DrainTimeout < 0 {
+		bad("drain_timeout", "must be positive")
+	}
+	if c.LockTimeout < 0 {
+		bad("lock_timeout", "must be positive")
+	}
+	errs = append(errs, c.Safety.validate("safety")...)
+	if len(c.Sources) == 0 {
+		bad("sources", "at least one source is required")
+	}
+	if len(c.Sinks) == 0 {
+		bad("sinks", "at least one sink is required")
+	}
+	names := map[string]string{}
+	checkName := func(path, name string) {
+		switch prev, dup := names[name]; {
+		case name == "":
+			bad(path+".name", "required")
+		case !namePattern.MatchString(name):
+			bad(path+".name", "%q: lowercase letters, digits, - and _, starting with a letter", name)
+		case dup:
+			bad(path+".name", "%q is already the name of %s", name, prev)
+		default:
+			names[name] = path
+		}
+	}
+	for i, s := range c.Sources {
+		path := fmt.Sprintf("sources[%d]", i)
+		checkName(path, s.Name)
+		switch {
+		case s.CSV == nil:
+			bad(path, "needs a type: csv")
+		default:
+			errs = append(errs, s.CSV.Validate(path+".csv")...)
+		}
+	}
+	for i, s := range c.Sinks {
+		path := fmt.Sprintf("sinks[%d]", i)
+		checkName(path, s.Name)
+		if s.Safety != nil {
+			errs = append(errs, s.Safety.validate(path+".safety")...)
+		}
+		switch {
+		case s.Haplo == nil:
+			bad(path, "needs a type: haplo")
+		default:
+			errs = append(errs, s.Haplo.Validate(path+".haplo")...)
+		}
+	}
+	return errs
+}
+
+func (s *SafetyConfig) validate(path string) []error {
+	var errs []error
+	count := func(key string, v *int) {
+		if v != nil && *v < -1 {
+			errs = append(errs, fmt.Errorf("%s.%s: %d: a count, or -1 for no limit", path, key, *v))
+		}
+	}
+	count("max_disables", s.MaxDisables)
+	count("max_deletes", s.MaxDeletes)
+	if v := s.MaxDisablePercent; v != nil && (*v < 0 && *v != -1 || *v > 100) {
+		errs = append(errs, fmt.Errorf("%s.max_disable_percent: %g: between 0 and 100, or -1 for no limit", path, *v))
+	}
+	if v := s.MinSourceRatio; v != nil && (*v < 0 || *v > 1) {
+		errs = append(errs, fmt.Errorf("%s.min_source_ratio: %g: between 0 and 1 (0 turns it off)", path, *v))
+	}
+	return errs
+}
+
+// resolve lays s over base.
+func (s *SafetyConfig) resolve(base dsync.Safety) dsync.Safety {
+	if s == nil {
+		return base
+	}
+	if s.MaxDisables != nil {
+		base.MaxDisables = *s.MaxDisables
+	}
+	if s.MaxDisablePercent != nil {
+		base.MaxDisablePercent = *s.MaxDisablePercent
+	}
+	if s.MaxDeletes != nil {
+		base.MaxDeletes = *s.MaxDeletes
+	}
+	if s.MinSourceRatio != nil {
+		base.MinSourceRatio = *s.MinSourceRatio
+	}
+	return base
+}

@@ -1,0 +1,196 @@
+// Command idsync keeps applications' user accounts and person profiles true to the
+// directory: it reads people from sources, plans against its snapshot, holds
+// suspicious plans, and applies the rest.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/idsync/idsync/sinks/haplo"
+	"github.com/idsync/idsync/sources/csv"
+	"github.com/idsync/idsync/state"
+	dsync "github.com/idsync/idsync/sync"
+)
+
+// Exit codes, as DESIGN.md sets them.
+const (
+	exitOK     = 0 // all applied, or nothing to do
+	exitFailed = 1 // the run failed, or some operations failed
+	exitUsage  = 2 // bad configuration or usage
+	exitHeld   = 3 // a safety limit held the run
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+type flags struct {
+	config      string
+	once        bool
+	dryRun      bool
+	checkConfig bool
+	acceptGuard bool
+	listen      string
+	logLevel    string
+	logFormat   string
+}
+
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("idsync", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.config, "config", "./config.yaml", "YAML configuration `file`")
+	fs.BoolVar(&f.once, "once", false, "run once, then exit")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "read and plan, print the plan, change nothing")
+	fs.BoolVar(&f.checkConfig, "check-config", false, "load and validate the configuration, print problems, exit")
+	fs.BoolVar(&f.acceptGuard, "accept-guard", false, "apply this one run even though a safety limit tripped")
+	fs.StringVar(&f.listen, "listen", "", "HTTP `address` for /metrics and health (service mode)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if f.acceptGuard && f.dryRun {
+		return nil, errors.New("--accept-guard applies a run; it means nothing with --dry-run")
+	}
+	return &f, nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opt := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opt)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opt)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q: text or json", format)
+}
+
+// run is main without the process: testable, it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "idsync:", err)
+		return exitUsage
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "idsync:", err)
+		return exitUsage
+	}
+	cfg, err := LoadConfig(f.config)
+	if err == nil {
+		_, _, err = build(cfg, log)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "idsync: configuration %s:\n", f.config)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(stderr, "  "+line)
+		}
+		return exitUsage
+	}
+	if f.checkConfig {
+		fmt.Fprintf(stdout, "%s: ok (%d sources, %d sinks)\n", f.config, len(cfg.Sources), len(cfg.Sinks))
+		return exitOK
+	}
+	if !f.once && !f.dryRun {
+		fmt.Fprintln(stderr, "idsync: service mode (a schedule and /metrics) is not in this version yet: use --once, or --dry-run")
+		return exitUsage
+	}
+
+	store, err := openStore(cfg, f.dryRun)
+	if err != nil {
+		fmt.Fprintln(stderr, "idsync:", err)
+		return exitFailed
+	}
+	defer store.Close()
+
+	sources, sinks, _ := build(cfg, log)
+	eng := dsync.New(sources, sinks, store, dsync.Options{
+		Safety:       cfg.Safety.resolve(dsync.DefaultSafety),
+		DrainTimeout: cfg.DrainTimeout,
+	}, log)
+	rep, err := eng.Run(ctx, dsync.RunOptions{DryRun: f.dryRun, AcceptGuard: f.acceptGuard})
+	if f.dryRun {
+		printPlan(stdout, rep)
+	} else {
+		printSummary(stdout, rep)
+	}
+	switch {
+	case err != nil:
+		return exitFailed
+	case len(rep.Summary.Guards) > 0 && !rep.Summary.Accepted:
+		return exitHeld
+	case rep.Summary.Result == dsync.ResultPartial:
+		return exitFailed
+	}
+	return exitOK
+}
+
+// build makes every source and sink, so that a configuration is checked whole: key
+// files are read, nothing is dialled.
+func build(cfg *Config, log *slog.Logger) ([]dsync.SourceSpec, []dsync.SinkSpec, error) {
+	var (
+		sources []dsync.SourceSpec
+		sinks   []dsync.SinkSpec
+		errs    []error
+	)
+	base := cfg.Safety.resolve(dsync.DefaultSafety)
+	for i, sc := range cfg.Sources {
+		src, err := csv.New(sc.Name, *sc.CSV, log.With("source", sc.Name))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sources[%d].csv: %w", i, err))
+			continue
+		}
+		sources = append(sources, dsync.SourceSpec{Name: sc.Name, Source: src})
+	}
+	for i, sc := range cfg.Sinks {
+		sink, err := haplo.New(*sc.Haplo, nil, log.With("sink", sc.Name))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sinks[%d].haplo: %w", i, err))
+			continue
+		}
+		sinks = append(sinks, dsync.SinkSpec{
+			Name: sc.Name, Sink: sink, Concurrency: sink.Concurrency(), Safety: sc.Safety.resolve(base),
+		})
+	}
+	return sources, sinks, errors.Join(errs...)
+}
+
+type closingStore interface {
+	dsync.Store
+	Close() error
+}
+
+// openStore opens the state file: read-only for a dry run, which on a first run
+// (no file yet) plans against an empty snapshot and creates no file.
+func openStore(cfg *Config, dryRun bool) (closingStore, error) {
+	opts := state.Options{LockTimeout: cfg.LockTimeout, ReadOnly: dryRun}
+	if _, err := os.Stat(cfg.StatePath); dryRun && errors.Is(err, os.ErrNotExist) {
+		return openEmpty(cfg.StatePath, opts)
+	}
+	return state.Open(cfg.StatePath, opts)
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/idsync/idsync/state"
+	dsync "github.com/idsync/idsync/sync"
+)
+
+// printPlan writes a dry run's plan: per sink and phase, one operation a line, with
+// counts, then the held identities and the guards.
+func printPlan(w io.Writer, rep *dsync.Report) {
+	for _, p := range rep.Plans {
+		counts := p.Counts()
+		fmt.Fprintf(w, "sink %s: %d operations%s, %d held\n", p.Sink, len(p.Ops), countList(counts), len(p.Held))
+		var last dsync.OpKind
+		for _, op := range p.Ops {
+			if op.Kind != last {
+				fmt.Fprintf(w, "  %s (%d)\n", op.Kind, counts[op.Kind])
+				last = op.Kind
+			}
+			fmt.Fprintf(w, "    %s\n", opLine(op))
+		}
+		if len(p.Held) > 0 {
+			fmt.Fprintf(w, "  held, left as they are (%d)\n", len(p.Held))
+			for _, h := range p.Held {
+				fmt.Fprintf(w, "    %s: %s\n", h.ID, strings.Join(h.Reason, "; "))
+			}
+		}
+	}
+	printProblemsAndGuards(w, rep)
+}
+
+// opLine is one operation: the identity, and for updates the fields that change.
+func opLine(op dsync.Op) string {
+	s := op.ID
+	if op.Want.Username != "" {
+		s += " (" + op.Want.Username + ")"
+	}
+	if op.Fields != 0 {
+		s += " [" + op.Fields.String() + "]"
+	}
+	return s
+}
+
+func countList(c map[dsync.OpKind]int) string {
+	var parts []string
+	for _, k := range dsync.OpKinds {
+		if c[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, c[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func printProblemsAndGuards(w io.Writer, rep *dsync.Report) {
+	if len(rep.Unanchored) > 0 {
+		fmt.Fprintf(w, "rows without an id (%d): nobody is disabled for being absent while they stand:\n", len(rep.Unanchored))
+		for _, p := range rep.Unanchored {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
+	sum := &rep.Summary
+	switch {
+	case len(sum.Guards) == 0:
+		fmt.Fprintln(w, "guards: none tripped")
+	case sum.Accepted:
+		fmt.Fprintln(w, "guards: tripped, and accepted for this run (--accept-guard):")
+	default:
+		fmt.Fprintln(w, "guards: HELD: nothing is applied while these hold; review the plan with --dry-run, then run once with --accept-guard:")
+	}
+	for _, g := range sum.Guards {
+		fmt.Fprintf(w, "  %s\n", g)
+	}
+}
+
+// printSummary writes what a run did.
+func printSummary(w io.Writer, rep *dsync.Report) {
+	sum := &rep.Summary
+	if len(sum.Sinks) == 0 && sum.Error != "" {
+		fmt.Fprintf(w, "run failed: %s\n", sum.Error)
+		return
+	}
+	for _, s := range sum.Sinks {
+		fmt.Fprintf(w, "sink %s: applied%s", s.Sink, countOrNone(s.Applied))
+		if len(s.Failed) > 0 {
+			fmt.Fprintf(w, "; failed%s", countList(s.Failed))
+		}
+		if len(s.Skipped) > 0 {
+			fmt.Fprintf(w, "; not attempted%s", countList(s.Skipped))
+		}
+		fmt.Fprintln(w)
+		for _, e := range s.Errors {
+			fmt.Fprintf(w, "  %s %s: %s\n", e.Kind, e.ID, e.Error)
+		}
+	}
+	if sum.Held > 0 {
+		fmt.Fprintf(w, "%d identities held (present but invalid), left as they are:\n", sum.Held)
+		for _, p := range rep.Problems {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
+	if len(sum.Guards) > 0 || len(rep.Unanchored) > 0 {
+		printProblemsAndGuards(w, rep)
+	}
+	if sum.Error != "" {
+		fmt.Fprintf(w, "run failed: %s\n", sum.Error)
+	}
+}
+
+func countOrNone(c map[dsync.OpKind]int) string {
+	if s := countList(c); s != "" {
+		return s
+	}
+	return " nothing"
+}
+
+// emptyStore is a store in a temporary folder, removed on Close: a first dry run plans
+// against an empty snapshot and leaves no file behind.
+type emptyStore struct {
+	*state.Store
+	dir string
+}
+
+func openEmpty(path string, opt state.Options) (*emptyStore, error) {
+	dir, err := os.MkdirTemp("", "idsync-dry-run-")
+	if err != nil {
+		return nil, err
+	}
+	opt.ReadOnly = false
+	s, err := state.Open(filepath.Join(dir, filepath.Base(path)), opt)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &emptyStore{Store: s, dir: dir}, nil
+}
+
+func (s *emptyStore) Close() error {
+	err := s.Store.Close()
+	os.RemoveAll(s.dir)
+	return err
+}

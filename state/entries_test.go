@@ -1,0 +1,176 @@
+package state
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	dsync "github.com/idsync/idsync/sync"
+)
+
+func TestEntries(t *testing.T) {
+	disabled := fullEntry("3")
+	disabled.User.Active = false
+	minimal := dsync.Entry{ID: "4"}
+
+	tests := []struct {
+		name    string
+		ops     func(s *Store) error
+		sink    string
+		want    map[string]dsync.Entry
+		wantErr bool
+	}{{
+		name: "round trip",
+		ops: func(s *Store) error {
+			for _, e := range []dsync.Entry{fullEntry("1"), fullEntry("2"), minimal} {
+				if err := s.Put("haplo", e); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		sink: "haplo",
+		want: map[string]dsync.Entry{"1": fullEntry("1"), "2": fullEntry("2"), "4": minimal},
+	}, {
+		name: "put replaces",
+		ops: func(s *Store) error {
+			if err := s.Put("haplo", fullEntry("3")); err != nil {
+				return err
+			}
+			return s.Put("haplo", disabled)
+		},
+		sink: "haplo",
+		want: map[string]dsync.Entry{"3": disabled},
+	}, {
+		name: "delete",
+		ops: func(s *Store) error {
+			for _, id := range []string{"1", "2"} {
+				if err := s.Put("haplo", fullEntry(id)); err != nil {
+					return err
+				}
+			}
+			return s.Delete("haplo", "1")
+		},
+		sink: "haplo",
+		want: map[string]dsync.Entry{"2": fullEntry("2")},
+	}, {
+		name: "delete missing id",
+		ops: func(s *Store) error {
+			if err := s.Put("haplo", fullEntry("1")); err != nil {
+				return err
+			}
+			return s.Delete("haplo", "nobody")
+		},
+		sink: "haplo",
+		want: map[string]dsync.Entry{"1": fullEntry("1")},
+	}, {
+		name: "delete in unknown sink",
+		ops:  func(s *Store) error { return s.Delete("scim", "1") },
+		sink: "scim",
+		want: map[string]dsync.Entry{},
+	}, {
+		name: "sinks are separate",
+		ops: func(s *Store) error {
+			if err := s.Put("haplo", fullEntry("1")); err != nil {
+				return err
+			}
+			return s.Put("scim", fullEntry("2"))
+		},
+		sink: "scim",
+		want: map[string]dsync.Entry{"2": fullEntry("2")},
+	}, {
+		name: "unknown sink",
+		ops:  func(s *Store) error { return s.Put("haplo", fullEntry("1")) },
+		sink: "nowhere",
+		want: map[string]dsync.Entry{},
+	}, {
+		name:    "empty id",
+		ops:     func(s *Store) error { return s.Put("haplo", dsync.Entry{}) },
+		sink:    "haplo",
+		want:    map[string]dsync.Entry{},
+		wantErr: true,
+	}, {
+		name:    "empty sink",
+		ops:     func(s *Store) error { return s.Put("", fullEntry("1")) },
+		sink:    "",
+		want:    map[string]dsync.Entry{},
+		wantErr: true,
+	}, {
+		name:    "id too long",
+		ops:     func(s *Store) error { return s.Delete("haplo", strings.Repeat("x", 40000)) },
+		sink:    "haplo",
+		want:    map[string]dsync.Entry{},
+		wantErr: true,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openStore(t, tempPath(t), Options{})
+			err := tt.ops(s)
+			if gotErr := err != nil; gotErr != tt.wantErr {
+				t.Fatalf("ops: got error %v, want error: %v", err, tt.wantErr)
+			}
+			got, err := s.Snapshot(tt.sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == nil {
+				t.Error("Snapshot: got a nil map, want a non-nil one")
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Snapshot(%q) (-want +got):\n%s", tt.sink, diff)
+			}
+		})
+	}
+}
+
+func TestPutErrorSaysWhat(t *testing.T) {
+	s := openStore(t, tempPath(t), Options{})
+	err := s.Put("haplo", dsync.Entry{})
+	if want := "state: put haplo/: empty identity id"; err == nil || err.Error() != want {
+		t.Errorf("Put: got %v, want %q", err, want)
+	}
+}
+
+func TestSinks(t *testing.T) {
+	s := openStore(t, tempPath(t), Options{})
+	got, err := s.Sinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Errorf("Sinks of a new file: got %v, want none", got)
+	}
+	for _, sink := range []string{"scim", "haplo", "google", "haplo"} {
+		if err := s.Put(sink, fullEntry("1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err = s.Sinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"google", "haplo", "scim"}, got); diff != "" {
+		t.Errorf("Sinks (-want +got):\n%s", diff)
+	}
+}
+
+func TestSnapshotIsACopy(t *testing.T) {
+	s := openStore(t, tempPath(t), Options{})
+	if err := s.Put("haplo", fullEntry("1")); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.Snapshot("haplo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 { // reuse the pages the snapshot was read from
+		if err := s.Put("haplo", fullEntry(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff(map[string]dsync.Entry{"1": fullEntry("1")}, snap); diff != "" {
+		t.Errorf("snapshot changed by later writes (-want +got):\n%s", diff)
+	}
+}
