@@ -48,14 +48,21 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 	for range s.Concurrency {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			for chain := range jobs {
-				if err := e.applyChain(dispatch, exec, s, chain, snap[chain[0].ID], results); err != nil {
-					select {
-					case fatal <- err:
-					default: // one is enough
-					}
-					stop(err)
+			c := &committer{store: e.store, sink: s.Name}
+			fail := func(err error) {
+				select {
+				case fatal <- err:
+				default: // one is enough
 				}
+				stop(err)
+			}
+			for chain := range jobs {
+				if err := e.applyChain(dispatch, exec, s, chain, snap[chain[0].ID], c, results); err != nil {
+					fail(err)
+				}
+			}
+			if err := c.wait(); err != nil {
+				fail(err)
 			}
 		}()
 	}
@@ -125,10 +132,12 @@ func chainsOf(ops []Op) [][]Op {
 	return chains
 }
 
-// applyChain runs one identity's operations in order, committing each success to the
-// snapshot. It returns an error when the sink can go on no longer: the snapshot cannot
-// be written, or the sink said ErrStopSink.
-func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []Op, entry Entry, results chan<- opResult) error {
+// applyChain runs one identity's operations in order. Each success is committed to the
+// snapshot before the identity's next operation starts; the commit of its last
+// operation is left in flight, to overlap the next identity's first request, and
+// waited for before the worker's next commit. It returns an error when the sink can go
+// on no longer: the snapshot cannot be written, or the sink said ErrStopSink.
+func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []Op, entry Entry, c *committer, results chan<- opResult) error {
 	entry.ID = chain[0].ID
 	for i, op := range chain {
 		if dispatch.Err() != nil {
@@ -154,7 +163,7 @@ func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []
 			for _, rest := range chain[i+1:] {
 				results <- opResult{op: rest, skipped: true}
 			}
-			if perr := e.store.Put(s.Name, entry); perr != nil {
+			if perr := c.commit(entry, false, true); perr != nil {
 				return fmt.Errorf("record error of %s: %w", op, perr)
 			}
 			if errors.Is(err, ErrStopSink) {
@@ -166,18 +175,59 @@ func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []
 			e.log.Warn("adopted an existing account", "sink", s.Name, "op", op, "user_id", out.UserID)
 		}
 		record(&entry, op, out, s.Sink.Schema(), e.opt.Now())
-		if op.Kind == DeleteUser {
-			err = e.store.Delete(s.Name, entry.ID)
-		} else {
-			err = e.store.Put(s.Name, entry)
-		}
-		if err != nil {
+		last := i == len(chain)-1
+		if err := c.commit(entry, op.Kind == DeleteUser, last); err != nil {
 			// The sink did it but the snapshot does not know: stop, so that the next
 			// run starts from what was recorded and adopts what was not.
 			results <- opResult{op: op, err: fmt.Errorf("applied, but the snapshot could not record it: %w", err)}
 			return fmt.Errorf("commit %s: %w", op, err)
 		}
 		results <- opResult{op: op}
+	}
+	return nil
+}
+
+// committer writes one worker's entries to the snapshot, keeping at most one commit
+// in flight. A failed commit in flight surfaces at the worker's next commit or at its
+// end, and stops the sink: the run fails, and the next one adopts what the snapshot
+// missed.
+type committer struct {
+	store   Store
+	sink    string
+	pending chan error // the commit in flight, if any
+}
+
+// commit writes e (or deletes it). It first waits for the commit in flight. With
+// async it returns at once and leaves this commit in flight; otherwise it returns when
+// e is durable.
+func (c *committer) commit(e Entry, del, async bool) error {
+	if err := c.wait(); err != nil {
+		return err
+	}
+	write := func() error {
+		if del {
+			return c.store.Delete(c.sink, e.ID)
+		}
+		return c.store.Put(c.sink, e)
+	}
+	if !async {
+		return write()
+	}
+	done := make(chan error, 1)
+	c.pending = done
+	go func() { done <- write() }()
+	return nil
+}
+
+// wait returns when the commit in flight is durable, with its error.
+func (c *committer) wait() error {
+	if c.pending == nil {
+		return nil
+	}
+	err := <-c.pending
+	c.pending = nil
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }

@@ -79,7 +79,7 @@ func LoadConfig(path string) (*Config, error) {
 	name := filepath.Base(path)
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, fmt.Errorf("%s: %s", name, withFile(name, err.Error()))
+		return nil, errors.New(withFile(name, err.Error()))
 	}
 	var errs []error
 	// Unknown keys: yaml.v3 checks them only in Decoder.Decode, not Node.Decode, so

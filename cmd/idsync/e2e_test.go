@@ -229,6 +229,14 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("second run made %d requests, want 0", got)
 	}
 
+	// A dry run against a snapshot: nothing to do, nothing sent.
+	if out := e.mustRun(exitOK, "--dry-run"); !strings.Contains(out, "sink haplo: 0 operations") {
+		t.Errorf("dry run after a sync printed:\n%s\nwant 0 operations", out)
+	}
+	if got := totalRequests(e.srv) - before; got != 0 {
+		t.Errorf("dry run made %d requests, want 0", got)
+	}
+
 	// 3. One changed row gives one update.
 	e.rows[3].title = "Professor"
 	e.writeCSV()

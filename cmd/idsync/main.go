@@ -101,9 +101,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitUsage
 	}
+	var (
+		sources []dsync.SourceSpec
+		sinks   []dsync.SinkSpec
+	)
 	cfg, err := LoadConfig(f.config)
 	if err == nil {
-		_, _, err = build(cfg, log)
+		sources, sinks, err = build(cfg, log)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "idsync: configuration %s:\n", f.config)
@@ -128,7 +132,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer store.Close()
 
-	sources, sinks, _ := build(cfg, log)
 	eng := dsync.New(sources, sinks, store, dsync.Options{
 		Safety:       cfg.Safety.resolve(dsync.DefaultSafety),
 		DrainTimeout: cfg.DrainTimeout,

@@ -50,7 +50,11 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Sink, error) {
 		return nil, err
 	}
 	if hc == nil {
-		hc = &http.Client{Timeout: cfg.Timeout}
+		// Keep a connection per worker: the default keeps 2 idle per host, and
+		// every other request would pay for a new connection (and TLS handshake).
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = cfg.Concurrency
+		hc = &http.Client{Timeout: cfg.Timeout, Transport: tr}
 	}
 	s := &Sink{
 		cfg: cfg,

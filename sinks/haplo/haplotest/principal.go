@@ -107,13 +107,14 @@ func (s *Server) groupName(id int) string {
 func (s *Server) addGroup(code string) *principal {
 	g := &principal{id: s.allocID(), isGroup: true, code: code, name: code}
 	s.principals[g.id] = g
+	s.groups = append(s.groups, g)
 	return g
 }
 
 // groupByCode finds a group by API code, whether or not it is active.
 func (s *Server) groupByCode(code string) (*principal, bool) {
-	for _, p := range s.principals {
-		if p.isGroup && p.code == code {
+	for _, p := range s.groups {
+		if p.code == code {
 			return p, true
 		}
 	}

@@ -92,6 +92,7 @@ type Server struct {
 	mu          sync.Mutex
 	principals  map[int]*principal
 	index       map[string]map[int]*principal // see reindex
+	groups      []*principal                  // every group, so that codes resolve without scanning users
 	nextID      int
 	objects     map[int64]*object
 	nextObject  int64
@@ -152,6 +153,7 @@ func New(opt Options) (*Server, error) {
 		now:         time.Now,
 	}
 	s.principals[groupEveryone] = &principal{id: groupEveryone, isGroup: true, code: codeEveryone, name: "Everyone"}
+	s.groups = append(s.groups, s.principals[groupEveryone])
 	for _, code := range opt.Groups {
 		if code == "" || strings.HasPrefix(code, "group:") {
 			return nil, fmt.Errorf("haplotest: bad group code %q", code)
