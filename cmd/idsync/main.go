@@ -137,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		DrainTimeout: cfg.DrainTimeout,
 	}, log)
 	rep, err := eng.Run(ctx, dsync.RunOptions{DryRun: f.dryRun, AcceptGuard: f.acceptGuard})
-	if f.dryRun {
+	if f.dryRun && err == nil {
 		printPlan(stdout, rep)
 	} else {
 		printSummary(stdout, rep)
@@ -145,7 +145,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err != nil:
 		return exitFailed
-	case len(rep.Summary.Guards) > 0 && !rep.Summary.Accepted:
+	case rep.Held():
 		return exitHeld
 	case rep.Summary.Result == dsync.ResultPartial:
 		return exitFailed
