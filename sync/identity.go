@@ -9,8 +9,10 @@ package sync
 
 import (
 	"maps"
+	"net/mail"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // Identity is one person as the sources describe them.
@@ -167,4 +169,16 @@ func Normalize(id *Identity) {
 	if len(id.Attributes) == 0 {
 		id.Attributes = nil
 	}
+}
+
+// ValidEmail reports whether s is a bare email address: what net/mail parses, with
+// nothing around it, one @ and a domain without spaces. Sources use it, so that every
+// source means the same by an invalid email.
+func ValidEmail(s string) bool {
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || strings.Count(s, "@") != 1 {
+		return false
+	}
+	domain := s[strings.IndexByte(s, '@')+1:]
+	return domain != "" && !strings.ContainsFunc(domain, unicode.IsSpace)
 }

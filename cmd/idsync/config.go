@@ -16,6 +16,7 @@ import (
 
 	"github.com/idsync/idsync/sinks/haplo"
 	"github.com/idsync/idsync/sources/csv"
+	"github.com/idsync/idsync/sources/ldap"
 	dsync "github.com/idsync/idsync/sync"
 )
 
@@ -44,8 +45,9 @@ type SafetyConfig struct {
 
 // SourceConfig is one source: a name and exactly one type section.
 type SourceConfig struct {
-	Name string      `yaml:"name"`
-	CSV  *csv.Config `yaml:"csv"`
+	Name string       `yaml:"name"`
+	CSV  *csv.Config  `yaml:"csv"`
+	LDAP *ldap.Config `yaml:"ldap"`
 }
 
 // SinkConfig is one sink: a name and exactly one type section, with optional
@@ -127,6 +129,10 @@ func (c *Config) resolvePaths(dir string) {
 	for _, s := range c.Sources {
 		if s.CSV != nil {
 			abs(&s.CSV.Path)
+		}
+		if s.LDAP != nil {
+			abs(&s.LDAP.CAFile)
+			abs(&s.LDAP.BindPasswordFile)
 		}
 	}
 	for _, s := range c.Sinks {
@@ -237,10 +243,14 @@ func (c *Config) Validate() []error {
 		path := fmt.Sprintf("sources[%d]", i)
 		checkName(path, s.Name)
 		switch {
-		case s.CSV == nil:
-			bad(path, "needs a type: csv")
-		default:
+		case s.CSV != nil && s.LDAP != nil:
+			bad(path, "one type only: csv or ldap")
+		case s.CSV != nil:
 			errs = append(errs, s.CSV.Validate(path+".csv")...)
+		case s.LDAP != nil:
+			errs = append(errs, s.LDAP.Validate(path+".ldap")...)
+		default:
+			bad(path, "needs a type: csv or ldap")
 		}
 	}
 	for i, s := range c.Sinks {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/idsync/idsync/sinks/haplo"
 	"github.com/idsync/idsync/sources/csv"
+	"github.com/idsync/idsync/sources/ldap"
 	"github.com/idsync/idsync/state"
 	dsync "github.com/idsync/idsync/sync"
 )
@@ -163,9 +164,21 @@ func build(cfg *Config, log *slog.Logger) ([]dsync.SourceSpec, []dsync.SinkSpec,
 	)
 	base := cfg.Safety.resolve(dsync.DefaultSafety)
 	for i, sc := range cfg.Sources {
-		src, err := csv.New(sc.Name, *sc.CSV, log.With("source", sc.Name))
+		var (
+			src dsync.Source
+			err error
+		)
+		slog := log.With("source", sc.Name)
+		switch {
+		case sc.CSV != nil:
+			src, err = csv.New(sc.Name, *sc.CSV, slog)
+			err = prefix(fmt.Sprintf("sources[%d].csv", i), err)
+		case sc.LDAP != nil:
+			src, err = ldap.New(sc.Name, *sc.LDAP, slog)
+			err = prefix(fmt.Sprintf("sources[%d].ldap", i), err)
+		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("sources[%d].csv: %w", i, err))
+			errs = append(errs, err)
 			continue
 		}
 		sources = append(sources, dsync.SourceSpec{Name: sc.Name, Source: src})
@@ -196,4 +209,11 @@ func openStore(cfg *Config, dryRun bool) (closingStore, error) {
 		return openEmpty(cfg.StatePath, opts)
 	}
 	return state.Open(cfg.StatePath, opts)
+}
+
+func prefix(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }

@@ -2,10 +2,8 @@ package csv
 
 import (
 	"fmt"
-	"net/mail"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	dsync "github.com/idsync/idsync/sync"
@@ -50,7 +48,7 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 	case !ok:
 	case email == "":
 		problem("column %q: empty email", lay.header[lay.email])
-	case !validEmail(email):
+	case !dsync.ValidEmail(email):
 		problem("column %q: invalid email %q", lay.header[lay.email], email)
 	}
 	id.Email = email
@@ -97,17 +95,6 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 		}
 	}
 	return id, maybeActive
-}
-
-// validEmail reports whether s is a bare address: what net/mail parses, with nothing
-// around it, one @ and a domain without spaces.
-func validEmail(s string) bool {
-	a, err := mail.ParseAddress(s)
-	if err != nil || a.Address != s || strings.Count(s, "@") != 1 {
-		return false
-	}
-	domain := s[strings.IndexByte(s, '@')+1:]
-	return domain != "" && !strings.ContainsFunc(domain, unicode.IsSpace)
 }
 
 // row is what the duplicate checks need to know of a row besides its identity.

@@ -1,0 +1,261 @@
+package ldap
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-ldap/ldap/v3"
+
+	dsync "github.com/idsync/idsync/sync"
+)
+
+// mapper turns entries into identities.
+type mapper struct {
+	cfg    *Config
+	source string
+	now    time.Time
+	names  map[string]string // group DN -> group name, parsed once
+}
+
+func newMapper(cfg *Config, source string) *mapper {
+	return &mapper{cfg: cfg, source: source, now: time.Now(), names: make(map[string]string)}
+}
+
+// attributes lists every attribute the mapping reads: searches ask for them by name.
+func (m *mapper) attributes() []string {
+	a := m.cfg.Attributes
+	attrs := []string{a.ID, a.Username, a.Email, a.FirstName, a.LastName, a.DisplayName}
+	for _, name := range sortedKeys(m.cfg.ProfileAttributes) {
+		attrs = append(attrs, m.cfg.ProfileAttributes[name])
+	}
+	if m.cfg.Groups.MemberOf != "" {
+		attrs = append(attrs, m.cfg.Groups.MemberOf)
+	}
+	switch m.cfg.Active.From {
+	case "ad":
+		attrs = append(attrs, "userAccountControl", "accountExpires")
+	case "ppolicy":
+		attrs = append(attrs, "pwdAccountLockedTime")
+	case "attribute":
+		attrs = append(attrs, m.cfg.Active.Attribute)
+	}
+	slices.Sort(attrs)
+	return slices.CompactFunc(attrs, strings.EqualFold)
+}
+
+// values returns an attribute's values, the name compared case-insensitively as LDAP
+// does.
+func values(e *ldap.Entry, name string) *ldap.EntryAttribute {
+	for _, a := range e.Attributes {
+		if strings.EqualFold(a.Name, name) {
+			return a
+		}
+	}
+	return nil
+}
+
+func first(e *ldap.Entry, name string) string {
+	if a := values(e, name); a != nil && len(a.Values) > 0 {
+		return strings.TrimSpace(a.Values[0])
+	}
+	return ""
+}
+
+// identity maps one entry. An entry without a readable id comes back with an empty ID
+// (the read then disables nobody for absence); one with a bad field comes back with
+// Problems (that person is held). Problems name the DN.
+func (m *mapper) identity(e *ldap.Entry) dsync.Identity {
+	a := m.cfg.Attributes
+	id := dsync.Identity{Source: m.source, Origin: e.DN}
+	problem := func(format string, args ...any) {
+		id.Problems = append(id.Problems, e.DN+": "+fmt.Sprintf(format, args...))
+	}
+	id.ID = m.anchor(e, problem)
+	id.Username = first(e, a.Username)
+	id.Email = first(e, a.Email)
+	switch {
+	case id.Email == "":
+		problem("no %s", a.Email)
+	case !dsync.ValidEmail(id.Email):
+		problem("%s: invalid email %q", a.Email, id.Email)
+	}
+	id.FirstName = first(e, a.FirstName)
+	id.LastName = first(e, a.LastName)
+	id.DisplayName = first(e, a.DisplayName)
+	for _, name := range sortedKeys(m.cfg.ProfileAttributes) {
+		if v := values(e, m.cfg.ProfileAttributes[name]); v != nil && len(v.Values) > 0 {
+			if id.Attributes == nil {
+				id.Attributes = make(map[string][]string)
+			}
+			id.Attributes[name] = slices.Clone(v.Values)
+		}
+	}
+	if attr := m.cfg.Groups.MemberOf; attr != "" {
+		if v := values(e, attr); v != nil {
+			for _, dn := range v.Values {
+				if g := m.groupName(dn); g != "" {
+					id.Groups = append(id.Groups, g)
+				}
+			}
+		}
+	}
+	id.Active = m.active(e, problem)
+	for _, f := range []*string{&id.Username, &id.Email, &id.FirstName, &id.LastName, &id.DisplayName} {
+		if !utf8.ValidString(*f) {
+			problem("invalid UTF-8 in %q", *f)
+			*f = strings.ToValidUTF8(*f, "\uFFFD")
+		}
+	}
+	return id
+}
+
+// anchor reads the id: one value, non-empty; objectGUID is AD's 16-byte binary GUID,
+// written as its canonical string.
+func (m *mapper) anchor(e *ldap.Entry, problem func(string, ...any)) string {
+	attr := m.cfg.Attributes.ID
+	v := values(e, attr)
+	switch {
+	case v == nil || len(v.ByteValues) == 0:
+		problem("no %s", attr)
+		return ""
+	case len(v.ByteValues) > 1:
+		problem("%s has %d values", attr, len(v.ByteValues))
+		return ""
+	}
+	raw := v.ByteValues[0]
+	if strings.EqualFold(attr, "objectGUID") {
+		if len(raw) != 16 {
+			problem("objectGUID is %d bytes, not 16", len(raw))
+			return ""
+		}
+		return guidString(raw)
+	}
+	s := strings.TrimSpace(string(raw))
+	if s == "" || !utf8.ValidString(s) {
+		problem("%s is empty or not UTF-8", attr)
+		return ""
+	}
+	return s
+}
+
+// guidString writes an AD objectGUID as Microsoft does: the first three fields are
+// little-endian, the last two big-endian.
+func guidString(b []byte) string {
+	return fmt.Sprintf("%08x-%04x-%04x-%x-%x",
+		binary.LittleEndian.Uint32(b[0:4]), binary.LittleEndian.Uint16(b[4:6]), binary.LittleEndian.Uint16(b[6:8]),
+		b[8:10], b[10:16])
+}
+
+// ACCOUNTDISABLE in userAccountControl.
+const adAccountDisable = 0x2
+
+// adNever marks an accountExpires that never expires (0 means the same).
+const adNever = 0x7FFFFFFFFFFFFFFF
+
+// active reads the entry's active state as configured. An unreadable value is a
+// problem (the person is held), never a guess.
+func (m *mapper) active(e *ldap.Entry, problem func(string, ...any)) bool {
+	switch m.cfg.Active.From {
+	case "ad":
+		uac := first(e, "userAccountControl")
+		flags, err := strconv.ParseInt(uac, 10, 64)
+		if err != nil {
+			problem("userAccountControl %q is not a number", uac)
+			return false
+		}
+		if flags&adAccountDisable != 0 {
+			return false
+		}
+		if exp := first(e, "accountExpires"); exp != "" {
+			n, err := strconv.ParseInt(exp, 10, 64)
+			if err != nil {
+				problem("accountExpires %q is not a number", exp)
+				return false
+			}
+			if n != 0 && n != adNever && adTime(n).Before(m.now) {
+				return false
+			}
+		}
+		return true
+	case "ppolicy":
+		return values(e, "pwdAccountLockedTime") == nil
+	case "attribute":
+		v := first(e, m.cfg.Active.Attribute)
+		if slices.ContainsFunc(m.cfg.Active.True, func(t string) bool { return strings.EqualFold(t, v) }) {
+			return true
+		}
+		if slices.ContainsFunc(m.cfg.Active.False, func(f string) bool { return strings.EqualFold(f, v) }) {
+			return false
+		}
+		problem("%s: unknown active value %q (true: %s; false: %s)", m.cfg.Active.Attribute, v,
+			strings.Join(m.cfg.Active.True, ", "), strings.Join(m.cfg.Active.False, ", "))
+		return false
+	}
+	return true
+}
+
+// adTime converts AD's 100-nanosecond intervals since 1601-01-01 UTC.
+func adTime(n int64) time.Time {
+	const epochDiff = 11644473600 // seconds from 1601 to 1970
+	return time.Unix(n/1e7-epochDiff, (n%1e7)*100).UTC()
+}
+
+// groupName names a group for the sinks: the value of its DN's first RDN, or the
+// whole DN lowercased.
+func (m *mapper) groupName(dn string) string {
+	if n, ok := m.names[dn]; ok {
+		return n
+	}
+	n := groupName(dn, m.cfg.Groups.Name)
+	m.names[dn] = n
+	return n
+}
+
+func groupName(dn, how string) string {
+	if how == "dn" {
+		return canonicalDN(dn)
+	}
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil || len(parsed.RDNs) == 0 || len(parsed.RDNs[0].Attributes) == 0 {
+		return ""
+	}
+	return parsed.RDNs[0].Attributes[0].Value
+}
+
+// canonicalDN is a DN in one spelling, for comparing: attribute types and values
+// lowercased, no spaces around separators. "" when it does not parse.
+func canonicalDN(dn string) string {
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for i, rdn := range parsed.RDNs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		for j, a := range rdn.Attributes {
+			if j > 0 {
+				b.WriteByte('+')
+			}
+			b.WriteString(strings.ToLower(a.Type))
+			b.WriteByte('=')
+			b.WriteString(strings.ToLower(a.Value))
+		}
+	}
+	return b.String()
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
