@@ -3,6 +3,7 @@ package ldap
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -207,4 +208,20 @@ func TestGroupsAndLocks(t *testing.T) {
 		}
 		check(t, ids)
 	})
+}
+
+// A continuation reference is part of the directory idsync was not given: it fails the
+// read, unless referrals: skip says those are other partitions.
+func TestReferrals(t *testing.T) {
+	suffix := ldaptest.DefaultSuffix
+	ref := fmt.Sprintf("dn: ou=remote,ou=people,%s\nobjectClass: referral\nobjectClass: extensibleObject\nou: remote\nref: ldap://ldap.other.example.org/ou=people,dc=other,dc=org\n", suffix)
+	srv := ldaptest.Start(t, ldaptest.Options{People: ldaptest.People(5), LDIF: []byte(ref)})
+	_, err := read(t, serviceConfig(srv, nil))
+	if err == nil || !strings.Contains(err.Error(), "ldap.other.example.org") || !strings.Contains(err.Error(), "referrals: skip") {
+		t.Errorf("err %v, want the referral named and the way to skip it", err)
+	}
+	ids, err := read(t, serviceConfig(srv, func(c *Config) { c.Referrals = "skip" }))
+	if err != nil || len(ids) != 5 {
+		t.Errorf("with referrals: skip, read %d, %v; want 5", len(ids), err)
+	}
 }
