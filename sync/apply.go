@@ -16,6 +16,9 @@ type opResult struct {
 	op      Op
 	err     error // the sink's error: the operation failed
 	skipped bool  // not attempted
+	// entries is how the operation changed the number of entries in the snapshot:
+	// 1 for the first write of a new identity, -1 for a delete.
+	entries int
 }
 
 // apply carries out one sink's plan. An identity's operations run in phase order, one
@@ -57,7 +60,8 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 				stop(err)
 			}
 			for chain := range jobs {
-				if err := e.applyChain(dispatch, exec, s, chain, snap[chain[0].ID], c, results); err != nil {
+				entry, known := snap[chain[0].ID]
+				if err := e.applyChain(dispatch, exec, s, chain, entry, !known, c, results); err != nil {
 					fail(err)
 				}
 			}
@@ -89,18 +93,23 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 	}()
 
 	sum.Applied, sum.Failed, sum.Skipped = map[OpKind]int{}, map[OpKind]int{}, map[OpKind]int{}
+	m := e.opt.Metrics
 	for r := range results {
+		m.snapshotSize(s.Name, r.entries)
 		switch {
 		case r.skipped:
 			sum.Skipped[r.op.Kind]++
+			m.operation(s.Name, r.op.Kind, "skipped")
 		case r.err != nil:
 			sum.Failed[r.op.Kind]++
+			m.operation(s.Name, r.op.Kind, "failure")
 			if len(sum.Errors) < maxReportedErrors {
 				sum.Errors = append(sum.Errors, OpError{ID: r.op.ID, Kind: r.op.Kind, Error: r.err.Error()})
 			}
 			log.Warn("operation failed", "op", r.op, "err", r.err)
 		default:
 			sum.Applied[r.op.Kind]++
+			m.operation(s.Name, r.op.Kind, "success")
 		}
 	}
 	sum.Applied, sum.Failed, sum.Skipped = nilIfEmpty(sum.Applied), nilIfEmpty(sum.Failed), nilIfEmpty(sum.Skipped)
@@ -137,8 +146,16 @@ func chainsOf(ops []Op) [][]Op {
 // operation is left in flight, to overlap the next identity's first request, and
 // waited for before the worker's next commit. It returns an error when the sink can go
 // on no longer: the snapshot cannot be written, or the sink said ErrStopSink.
-func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []Op, entry Entry, c *committer, results chan<- opResult) error {
+func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []Op, entry Entry, isNew bool, c *committer, results chan<- opResult) error {
 	entry.ID = chain[0].ID
+	// added is 1 for the first write of an identity the snapshot did not have.
+	added := func() int {
+		if isNew {
+			isNew = false
+			return 1
+		}
+		return 0
+	}
 	for i, op := range chain {
 		if dispatch.Err() != nil {
 			for _, rest := range chain[i:] {
@@ -159,7 +176,7 @@ func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []
 		if err != nil {
 			entry.LastError, entry.LastErrorAt = fmt.Sprintf("%s: %v", op.Kind, err), e.opt.Now()
 			entry.Failures++
-			results <- opResult{op: op, err: err}
+			results <- opResult{op: op, err: err, entries: added()}
 			for _, rest := range chain[i+1:] {
 				results <- opResult{op: rest, skipped: true}
 			}
@@ -182,7 +199,11 @@ func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []
 			results <- opResult{op: op, err: fmt.Errorf("applied, but the snapshot could not record it: %w", err)}
 			return fmt.Errorf("commit %s: %w", op, err)
 		}
-		results <- opResult{op: op}
+		n := added()
+		if op.Kind == DeleteUser {
+			n = -1
+		}
+		results <- opResult{op: op, entries: n}
 	}
 	return nil
 }

@@ -35,6 +35,8 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Metrics, when set, receive the engine's measurements.
+	Metrics *Metrics
 }
 
 // Engine runs: read, merge, plan, guard, apply, record.
@@ -54,11 +56,14 @@ func New(sources []SourceSpec, sinks []SinkSpec, store Store, opt Options, log *
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	names := make([]string, len(sinks))
 	for i := range sinks {
 		if sinks[i].Concurrency <= 0 {
 			sinks[i].Concurrency = 4
 		}
+		names[i] = sinks[i].Name
 	}
+	opt.Metrics.sinks(names)
 	return &Engine{sources: sources, sinks: sinks, store: store, opt: opt, log: log}
 }
 
@@ -110,12 +115,14 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (*Report, error) {
 	} else {
 		log.Info("run finished", "identities", sum.Identities, "held_identities", sum.Held, "failed_ops", sum.FailedOps())
 	}
-	if ro.DryRun {
-		return rep, err
+	if !ro.DryRun {
+		start := e.opt.Now()
+		if rerr := e.store.RecordRun(*sum); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("record run: %w", rerr))
+		}
+		e.opt.Metrics.phase("record", start, e.opt.Now())
 	}
-	if rerr := e.store.RecordRun(*sum); rerr != nil {
-		err = errors.Join(err, fmt.Errorf("record run: %w", rerr))
-	}
+	e.opt.Metrics.runEnded(sum)
 	return rep, err
 }
 
@@ -131,8 +138,11 @@ func incomplete(s *RunSummary) bool {
 func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) error {
 	sum := &rep.Summary
 	reads := make([]SourceRead, 0, len(e.sources))
+	m := e.opt.Metrics
+	start := e.opt.Now()
 	for _, s := range e.sources {
 		ids, err := s.Source.Read(ctx)
+		m.sourceRead(s.Name, len(ids), err)
 		if err != nil {
 			return fmt.Errorf("source %s: %w", s.Name, err)
 		}
@@ -140,6 +150,8 @@ func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) error {
 		sum.Sources[s.Name] = len(ids)
 		reads = append(reads, SourceRead{Source: s.Name, Identities: ids})
 	}
+	m.phase("read", start, e.opt.Now())
+	start = e.opt.Now()
 	desired := Merge(reads)
 	sum.Identities, sum.Held = desired.Valid, len(desired.Identities)-desired.Valid
 	rep.Problems, rep.Unanchored = desired.Problems, desired.Unanchored
@@ -166,12 +178,15 @@ func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) error {
 			Schema: s.Sink.Schema(), Complete: desired.Complete, DeleteAfter: s.DeleteAfter, Now: sum.Started,
 		})
 		plan.Sink = s.Name
+		m.plan(&plan, len(snap))
 		rep.Plans = append(rep.Plans, plan)
 		sum.Guards = append(sum.Guards, CheckPlan(&plan, s.Safety)...)
 	}
 	for _, g := range sum.Guards {
 		e.log.Warn("safety limit tripped", "guard", g.Guard, "scope", g.Scope, "got", g.Got, "limit", g.Limit)
 	}
+	m.trips(sum.Guards)
+	m.phase("plan", start, e.opt.Now())
 	if len(sum.Guards) > 0 && ro.AcceptGuard {
 		sum.Accepted = true
 		e.log.Warn("safety limits overridden for this run (--accept-guard)")
@@ -183,6 +198,8 @@ func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) error {
 		return nil
 	}
 
+	start = e.opt.Now()
+	defer func() { m.phase("apply", start, e.opt.Now()) }()
 	results := make(chan sinkResult, len(e.sinks))
 	for i, s := range e.sinks {
 		go func() {

@@ -103,6 +103,8 @@ func (f *fakeSink) Apply(ctx context.Context, op Op) (Outcome, error) {
 	return Outcome{}, nil
 }
 
+var errBoom = errors.New("boom")
+
 type staticSource []Identity
 
 func (s staticSource) Read(context.Context) ([]Identity, error) { return slices.Clone(s), nil }

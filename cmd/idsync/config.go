@@ -32,6 +32,8 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// LockTimeout is how long to wait for the state file's lock.
 	LockTimeout time.Duration `yaml:"lock_timeout"`
+	// UnreadyAfter: /readyz fails once runs have been failing for this long.
+	UnreadyAfter time.Duration `yaml:"unready_after"`
 }
 
 // SafetyConfig is the guards' section; an unset key takes DESIGN.md's default, and -1
@@ -199,6 +201,9 @@ func (c *Config) setDefaults() {
 	if c.LockTimeout == 0 {
 		c.LockTimeout = time.Second
 	}
+	if c.UnreadyAfter == 0 {
+		c.UnreadyAfter = time.Hour
+	}
 }
 
 // Validate returns every problem, each with its key path.
@@ -218,6 +223,9 @@ func (c *Config) Validate() []error {
 	}
 	if c.LockTimeout < 0 {
 		bad("lock_timeout", "must be positive")
+	}
+	if c.UnreadyAfter < 0 {
+		bad("unready_after", "must be positive")
 	}
 	errs = append(errs, c.Safety.validate("safety")...)
 	if len(c.Sources) == 0 {

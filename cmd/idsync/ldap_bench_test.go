@@ -123,7 +123,7 @@ func seedSnapshot(tb testing.TB, e *env) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sink, err := haplo.New(*cfg.Sinks[0].Haplo, nil, log)
+	sink, err := haplo.New(*cfg.Sinks[0].Haplo, nil, nil, log)
 	if err != nil {
 		tb.Fatal(err)
 	}

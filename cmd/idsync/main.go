@@ -46,6 +46,8 @@ type flags struct {
 	listen      string
 	logLevel    string
 	logFormat   string
+	pushGateway string
+	metricsFile string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -60,6 +62,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.listen, "listen", "", "HTTP `address` for /metrics and health (service mode)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&f.pushGateway, "push-gateway", "", "with --once: push the run's metrics to this Pushgateway `URL`")
+	fs.StringVar(&f.metricsFile, "metrics-file", "", "with --once: write the run's metrics to this `file` (node_exporter textfile format), atomically")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -68,6 +72,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if f.acceptGuard && f.dryRun {
 		return nil, errors.New("--accept-guard applies a run; it means nothing with --dry-run")
+	}
+	if (f.pushGateway != "" || f.metricsFile != "") && !f.once && !f.dryRun {
+		return nil, errors.New("--push-gateway and --metrics-file report one run: use them with --once (a daemon serves /metrics)")
 	}
 	return &f, nil
 }
@@ -102,47 +109,64 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitUsage
 	}
-	var (
-		sources []dsync.SourceSpec
-		sinks   []dsync.SinkSpec
-	)
 	cfg, err := LoadConfig(f.config)
 	if err == nil {
-		sources, sinks, err = build(cfg, log)
+		// Build everything once now, so that every problem is reported together.
+		_, _, err = build(cfg, nil, log)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "idsync: configuration %s:\n", f.config)
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintln(stderr, "  "+line)
-		}
+		printConfigErrors(stderr, f.config, err)
 		return exitUsage
 	}
 	if f.checkConfig {
 		fmt.Fprintf(stdout, "%s: ok (%d sources, %d sinks)\n", f.config, len(cfg.Sources), len(cfg.Sinks))
 		return exitOK
 	}
-	if !f.once && !f.dryRun {
-		fmt.Fprintln(stderr, "idsync: service mode (a schedule and /metrics) is not in this version yet: use --once, or --dry-run")
-		return exitUsage
+	if f.once || f.dryRun {
+		return runOnce(ctx, f, cfg, stdout, stderr, log)
 	}
+	return serve(ctx, f, cfg, stderr, log)
+}
 
+func printConfigErrors(w io.Writer, path string, err error) {
+	fmt.Fprintf(w, "idsync: configuration %s:\n", path)
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(w, "  "+line)
+	}
+}
+
+// runOnce is --once and --dry-run: one run, its plan or summary printed, its metrics
+// pushed or written if asked.
+func runOnce(ctx context.Context, f *flags, cfg *Config, stdout, stderr io.Writer, log *slog.Logger) int {
+	reg, metrics := newRegistry(false)
 	store, err := openStore(cfg, f.dryRun)
 	if err != nil {
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitFailed
 	}
 	defer store.Close()
-
-	eng := dsync.New(sources, sinks, store, dsync.Options{
-		Safety:       cfg.Safety.resolve(dsync.DefaultSafety),
-		DrainTimeout: cfg.DrainTimeout,
-	}, log)
+	eng, err := newEngine(cfg, store, metrics, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "idsync:", err)
+		return exitUsage
+	}
 	rep, err := eng.Run(ctx, dsync.RunOptions{DryRun: f.dryRun, AcceptGuard: f.acceptGuard})
 	if f.dryRun && err == nil {
 		printPlan(stdout, rep)
 	} else {
 		printSummary(stdout, rep)
 	}
+	code := exitCode(rep, err)
+	if rerr := reportMetrics(ctx, f, reg); rerr != nil {
+		fmt.Fprintln(stderr, "idsync:", rerr)
+		if code == exitOK {
+			code = exitFailed
+		}
+	}
+	return code
+}
+
+func exitCode(rep *dsync.Report, err error) int {
 	switch {
 	case err != nil:
 		return exitFailed
@@ -154,9 +178,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// newEngine builds an engine over store from cfg.
+func newEngine(cfg *Config, store dsync.Store, metrics *dsync.Metrics, log *slog.Logger) (*dsync.Engine, error) {
+	sources, sinks, err := build(cfg, metrics, log)
+	if err != nil {
+		return nil, err
+	}
+	return dsync.New(sources, sinks, store, dsync.Options{
+		Safety:       cfg.Safety.resolve(dsync.DefaultSafety),
+		DrainTimeout: cfg.DrainTimeout,
+		Metrics:      metrics,
+	}, log), nil
+}
+
 // build makes every source and sink, so that a configuration is checked whole: key
 // files are read, nothing is dialled.
-func build(cfg *Config, log *slog.Logger) ([]dsync.SourceSpec, []dsync.SinkSpec, error) {
+func build(cfg *Config, metrics *dsync.Metrics, log *slog.Logger) ([]dsync.SourceSpec, []dsync.SinkSpec, error) {
 	var (
 		sources []dsync.SourceSpec
 		sinks   []dsync.SinkSpec
@@ -184,7 +221,11 @@ func build(cfg *Config, log *slog.Logger) ([]dsync.SourceSpec, []dsync.SinkSpec,
 		sources = append(sources, dsync.SourceSpec{Name: sc.Name, Source: src})
 	}
 	for i, sc := range cfg.Sinks {
-		sink, err := haplo.New(*sc.Haplo, nil, log.With("sink", sc.Name))
+		var obs haplo.Observer
+		if metrics != nil {
+			obs = metrics.SinkObserver(sc.Name)
+		}
+		sink, err := haplo.New(*sc.Haplo, nil, obs, log.With("sink", sc.Name))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sinks[%d].haplo: %w", i, err))
 			continue

@@ -61,8 +61,20 @@ func retryable(status int) bool {
 	return status == http.StatusTooManyRequests || status >= 500
 }
 
+// Observer receives measurements of the sink's requests; *sync.SinkObserver is one.
+type Observer interface {
+	Request(endpoint string, d time.Duration)
+	Retry(reason string)
+}
+
+type noObserver struct{}
+
+func (noObserver) Request(string, time.Duration) {}
+func (noObserver) Retry(string)                  {}
+
 // client makes Haplo API calls with the right key, retries and timeouts.
 type client struct {
+	obs        Observer
 	base       string
 	http       *http.Client
 	userKey    secret.Secret
@@ -112,6 +124,7 @@ func (cl *client) do(ctx context.Context, c call, out any) error {
 		if !retry {
 			return err
 		}
+		cl.obs.Retry(retryReason(status))
 		cl.log.Debug("retrying", "endpoint", c.endpoint, "attempt", attempt+1, "wait", wait, "err", err)
 		if serr := cl.sleep(ctx, wait); serr != nil {
 			return fmt.Errorf("%w (gave up waiting to retry: %w)", err, serr)
@@ -133,7 +146,9 @@ func (cl *client) once(ctx context.Context, c call, payload []byte) (int, []byte
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	start := time.Now()
 	resp, err := cl.http.Do(req)
+	defer func() { cl.obs.Request(c.endpoint, time.Since(start)) }()
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("%s: %w", c.endpoint, err)
 	}
@@ -164,6 +179,17 @@ func (cl *client) shouldRetry(c call, status int, header http.Header, err error,
 		return true, min(d, 5*time.Minute)
 	}
 	return true, backoff(attempt)
+}
+
+// retryReason names why a request is retried, for the metric.
+func retryReason(status int) string {
+	switch {
+	case status == 0:
+		return "network"
+	case status == http.StatusTooManyRequests:
+		return "status_429"
+	}
+	return "status_5xx"
 }
 
 // backoff is exponential from 200ms, capped at 10s, with full jitter over its upper

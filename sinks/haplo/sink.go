@@ -38,8 +38,9 @@ type Sink struct {
 var _ dsync.Sink = (*Sink)(nil)
 
 // New builds a sink from its configuration, reading the key files. It does not
-// contact Haplo. hc may be nil for a default client with the configured timeout.
-func New(cfg Config, hc *http.Client, log *slog.Logger) (*Sink, error) {
+// contact Haplo. hc may be nil for a default client with the configured timeout, and
+// obs nil for no measurements.
+func New(cfg Config, hc *http.Client, obs Observer, log *slog.Logger) (*Sink, error) {
 	if errs := cfg.Validate("haplo"); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -56,9 +57,13 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Sink, error) {
 		tr.MaxIdleConnsPerHost = cfg.Concurrency
 		hc = &http.Client{Timeout: cfg.Timeout, Transport: tr}
 	}
+	if obs == nil {
+		obs = noObserver{}
+	}
 	s := &Sink{
 		cfg: cfg,
 		cl: &client{
+			obs:  obs,
 			base: strings.TrimSuffix(cfg.URL, "/"), http: hc, userKey: userKey, importKey: importKey,
 			maxRetries: *cfg.MaxRetries, log: log, sleep: sleepCtx,
 		},

@@ -30,7 +30,7 @@ func newTestSink(t *testing.T, edit func(*Config)) (*Sink, *haplotest.Server, *[
 	if edit != nil {
 		edit(&cfg)
 	}
-	s, err := New(cfg, nil, slog.New(slog.DiscardHandler))
+	s, err := New(cfg, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,203 @@
+package sync
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the engine's Prometheus metrics. They are made once per process and
+// handed to every Engine built in it, so that a reloaded configuration keeps counting
+// on the same series. Labels come only from configuration names and fixed lists.
+type Metrics struct {
+	runs               *prometheus.CounterVec
+	runDuration        prometheus.Histogram
+	phaseDuration      *prometheus.HistogramVec
+	lastRun            prometheus.Gauge
+	lastSuccess        prometheus.Gauge
+	sourceIdentities   *prometheus.GaugeVec
+	sourceReadErrors   *prometheus.CounterVec
+	planned            *prometheus.GaugeVec
+	operations         *prometheus.CounterVec
+	guardTrips         *prometheus.CounterVec
+	snapshotIdentities *prometheus.GaugeVec
+	panics             prometheus.Counter
+	requestDuration    *prometheus.HistogramVec
+	retries            *prometheus.CounterVec
+}
+
+// Guards lists every guard name, for metrics.
+var Guards = []string{"max_disables", "max_disable_percent", "max_deletes", "min_source_ratio", "empty_source"}
+
+// NewMetrics makes the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idsync_runs_total", Help: "Runs, by how they ended.",
+		}, []string{"result"}),
+		runDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "idsync_run_duration_seconds", Help: "Duration of runs.",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2, 14), // 0.1 s to 27 min
+		}),
+		phaseDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "idsync_phase_duration_seconds", Help: "Duration of a run's phases: read, plan, apply, record.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
+		}, []string{"phase"}),
+		lastRun: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "idsync_last_run_timestamp_seconds", Help: "When the last run ended, whatever its result.",
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "idsync_last_success_timestamp_seconds", Help: "When the last run that applied everything it planned ended.",
+		}),
+		sourceIdentities: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "idsync_source_identities", Help: "Identities the source gave in its last read, invalid ones included.",
+		}, []string{"source"}),
+		sourceReadErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idsync_source_read_errors_total", Help: "Reads of the source that failed; the run stopped before planning.",
+		}, []string{"source"}),
+		planned: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "idsync_planned_operations", Help: "Operations in the last plan, dry runs included.",
+		}, []string{"sink", "operation"}),
+		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idsync_operations_total", Help: "Operations applied, by result: success, failure, or skipped (not attempted).",
+		}, []string{"sink", "operation", "result"}),
+		guardTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idsync_guard_trips_total", Help: "Safety limits tripped; a trip holds the run unless accepted.",
+		}, []string{"guard"}),
+		snapshotIdentities: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "idsync_snapshot_identities", Help: "Identities in the sink's snapshot.",
+		}, []string{"sink"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idsync_run_panics_total", Help: "Runs that panicked; the panic was recovered and logged.",
+		}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "idsync_sink_request_duration_seconds", Help: "Duration of requests to the sink's API, retries apart.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}, []string{"sink", "endpoint"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idsync_sink_retries_total", Help: "Requests to the sink retried, by reason: network, status_5xx, status_429.",
+		}, []string{"sink", "reason"}),
+	}
+	reg.MustRegister(m.runs, m.runDuration, m.phaseDuration, m.lastRun, m.lastSuccess, m.sourceIdentities,
+		m.sourceReadErrors, m.planned, m.operations, m.guardTrips, m.snapshotIdentities, m.panics,
+		m.requestDuration, m.retries)
+	for _, r := range []Result{ResultSuccess, ResultPartial, ResultFailed, ResultHeld, ResultDryRun} {
+		m.runs.WithLabelValues(string(r))
+	}
+	for _, g := range Guards {
+		m.guardTrips.WithLabelValues(g)
+	}
+	return m
+}
+
+// Panicked counts a run that panicked.
+func (m *Metrics) Panicked() {
+	if m != nil {
+		m.panics.Inc()
+	}
+}
+
+// SinkObserver returns what a sink's HTTP client reports its requests to.
+func (m *Metrics) SinkObserver(sink string) *SinkObserver {
+	return &SinkObserver{m: m, sink: sink}
+}
+
+// SinkObserver records one sink's requests and retries.
+type SinkObserver struct {
+	m    *Metrics
+	sink string
+}
+
+// Request records one request to endpoint (a fixed label such as "user.create").
+func (o *SinkObserver) Request(endpoint string, d time.Duration) {
+	if o != nil && o.m != nil {
+		o.m.requestDuration.WithLabelValues(o.sink, endpoint).Observe(d.Seconds())
+	}
+}
+
+// Retry records a retry: reason is network, status_5xx or status_429.
+func (o *SinkObserver) Retry(reason string) {
+	if o != nil && o.m != nil {
+		o.m.retries.WithLabelValues(o.sink, reason).Inc()
+	}
+}
+
+// sinks prepares a sink's series, so that they exist at zero before anything happens.
+func (m *Metrics) sinks(names []string) {
+	if m == nil {
+		return
+	}
+	for _, s := range names {
+		for _, k := range OpKinds {
+			for _, r := range []string{"success", "failure", "skipped"} {
+				m.operations.WithLabelValues(s, k.String(), r)
+			}
+		}
+	}
+}
+
+// The engine's hooks; each is a no-op without metrics.
+
+func (m *Metrics) phase(name string, since time.Time, now time.Time) {
+	if m != nil {
+		m.phaseDuration.WithLabelValues(name).Observe(now.Sub(since).Seconds())
+	}
+}
+
+func (m *Metrics) sourceRead(source string, n int, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.sourceReadErrors.WithLabelValues(source).Inc()
+		return
+	}
+	m.sourceIdentities.WithLabelValues(source).Set(float64(n))
+}
+
+func (m *Metrics) plan(p *Plan, snapshot int) {
+	if m == nil {
+		return
+	}
+	counts := p.Counts()
+	for _, k := range OpKinds {
+		m.planned.WithLabelValues(p.Sink, k.String()).Set(float64(counts[k]))
+	}
+	m.snapshotIdentities.WithLabelValues(p.Sink).Set(float64(snapshot))
+}
+
+func (m *Metrics) trips(trips []GuardTrip) {
+	if m == nil {
+		return
+	}
+	for _, g := range trips {
+		m.guardTrips.WithLabelValues(g.Guard).Inc()
+	}
+}
+
+func (m *Metrics) operation(sink string, k OpKind, result string) {
+	if m != nil {
+		m.operations.WithLabelValues(sink, k.String(), result).Inc()
+	}
+}
+
+func (m *Metrics) snapshotSize(sink string, delta int) {
+	if m != nil && delta != 0 {
+		m.snapshotIdentities.WithLabelValues(sink).Add(float64(delta))
+	}
+}
+
+func (m *Metrics) runEnded(s *RunSummary) {
+	if m == nil {
+		return
+	}
+	m.runs.WithLabelValues(string(s.Result)).Inc()
+	if s.Result == ResultDryRun {
+		return
+	}
+	m.runDuration.Observe(s.Finished.Sub(s.Started).Seconds())
+	m.lastRun.Set(float64(s.Finished.UnixNano()) / 1e9)
+	if s.Result == ResultSuccess {
+		m.lastSuccess.Set(float64(s.Finished.UnixNano()) / 1e9)
+	}
+}
