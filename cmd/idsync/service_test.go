@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"io"
 	"net"
 	"net/http"
@@ -333,4 +335,35 @@ func (e *env) runs() []dsync.RunSummary {
 		e.t.Fatal(err)
 	}
 	return runs
+}
+
+type panickingSource struct{}
+
+func (panickingSource) Read(context.Context) ([]dsync.Identity, error) { panic("a bug in a source") }
+
+// A panic in a run is recovered, counted, logged, and counts as a failed run; the next
+// tick runs as usual.
+func TestDaemonRecoversPanics(t *testing.T) {
+	reg, metrics := newRegistry(false)
+	log := &lockedBuffer{}
+	d := &daemon{log: slog.New(slog.NewTextHandler(log, nil)), metrics: metrics, cfg: &Config{UnreadyAfter: time.Hour}}
+	d.eng = dsync.New([]dsync.SourceSpec{{Name: "bad", Source: panickingSource{}}}, nil, nil, dsync.Options{Metrics: metrics}, d.log)
+	d.tick(t.Context())
+	d.tick(t.Context())
+	var out strings.Builder
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "idsync_run_panics_total" {
+			fmt.Fprint(&out, mf.GetMetric()[0].GetCounter().GetValue())
+		}
+	}
+	if out.String() != "2" {
+		t.Errorf("idsync_run_panics_total = %q, want 2", out.String())
+	}
+	if !strings.Contains(log.String(), "run panicked") || !strings.Contains(log.String(), "a bug in a source") {
+		t.Errorf("log %q, want the panic", log.String())
+	}
+	if d.failingSince.IsZero() {
+		t.Error("a panicked run does not count as failing")
+	}
 }
