@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 
@@ -42,7 +44,7 @@ func version() string {
 // reportMetrics sends a one-shot run's metrics where the flags say.
 func reportMetrics(ctx context.Context, f *flags, reg *prometheus.Registry) error {
 	if f.metricsFile != "" {
-		if err := prometheus.WriteToTextfile(f.metricsFile, reg); err != nil {
+		if err := writeTextfile(f.metricsFile, reg); err != nil {
 			return fmt.Errorf("--metrics-file: %w", err)
 		}
 	}
@@ -54,4 +56,34 @@ func reportMetrics(ctx context.Context, f *flags, reg *prometheus.Registry) erro
 		}
 	}
 	return nil
+}
+
+// writeTextfile writes the registry's metrics in the text format, atomically (a temporary
+// file renamed into place), and readable by others (0644): node_exporter runs as
+// another user. prometheus.WriteToTextfile leaves its temporary file's 0600.
+func writeTextfile(path string, g prometheus.Gatherer) error {
+	mfs, err := g.Gather()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename, there is nothing to remove
+	enc := expfmt.NewEncoder(tmp, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

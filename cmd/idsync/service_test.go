@@ -303,6 +303,9 @@ func TestOnceMetricsFileAndPush(t *testing.T) {
 	file := e.dir + "/idsync.prom"
 	e.mustRun(exitOK, "--once", "--metrics-file", file, "--push-gateway", gw.URL)
 	text := string(mustRead(t, file))
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("metrics file mode %v, %v; want 0644, for node_exporter", fi.Mode(), err)
+	}
 	if got := metric(text, `idsync_runs_total{result="success"}`); got != 1 {
 		t.Errorf("metrics file: runs_total{success} = %g, want 1\n%s", got, text)
 	}
