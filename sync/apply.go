@@ -94,6 +94,7 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 
 	sum.Applied, sum.Failed, sum.Skipped = map[OpKind]int{}, map[OpKind]int{}, map[OpKind]int{}
 	m := e.opt.Metrics
+	inARow := 0 // operations failed in a row, for the circuit breaker
 	for r := range results {
 		m.snapshotSize(s.Name, r.entries)
 		switch {
@@ -103,6 +104,11 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 		case r.err != nil:
 			sum.Failed[r.op.Kind]++
 			m.operation(s.Name, r.op.Kind, "failure")
+			if inARow++; inARow == s.BreakAfter {
+				log.Error("circuit breaker open: no more operations for this sink in this run", "failed_in_a_row", inARow)
+				m.breakerTrip(s.Name)
+				stop(fmt.Errorf("%d operations failed in a row: %w", inARow, ErrCircuitOpen))
+			}
 			if len(sum.Errors) < maxReportedErrors {
 				sum.Errors = append(sum.Errors, OpError{ID: r.op.ID, Kind: r.op.Kind, Error: r.err.Error()})
 			}
@@ -110,6 +116,7 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 		default:
 			sum.Applied[r.op.Kind]++
 			m.operation(s.Name, r.op.Kind, "success")
+			inARow = 0
 		}
 	}
 	sum.Applied, sum.Failed, sum.Skipped = nilIfEmpty(sum.Applied), nilIfEmpty(sum.Failed), nilIfEmpty(sum.Skipped)
@@ -118,7 +125,9 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 		return sum, err
 	default:
 	}
-	if err := context.Cause(dispatch); err != nil {
+	if err := context.Cause(dispatch); errors.Is(err, ErrCircuitOpen) {
+		return sum, err
+	} else if err != nil {
 		return sum, fmt.Errorf("run interrupted: %w", err)
 	}
 	return sum, nil

@@ -24,6 +24,10 @@ type SinkSpec struct {
 	Safety Safety
 	// DeleteAfter turns on delete_user for accounts idsync disabled that long ago.
 	DeleteAfter time.Duration
+	// BreakAfter opens the sink's circuit after that many operations failed in a
+	// row: nothing more is sent to it in this run, and what was not attempted is
+	// retried in the next. 0 turns the breaker off.
+	BreakAfter int
 }
 
 // Options tunes an Engine.

@@ -407,3 +407,34 @@ func TestCheckPlan(t *testing.T) {
 		}
 	}
 }
+
+func TestCircuitBreaker(t *testing.T) {
+	store := newMemStore()
+	fail := map[string]error{}
+	for i := range 200 {
+		fail[fmt.Sprintf("create_profile E%03d", i)] = errBoom
+	}
+	sink := &fakeSink{fail: fail}
+	e := New([]SourceSpec{{Name: "hr", Source: people(200)}},
+		[]SinkSpec{{Name: "app", Sink: sink, Concurrency: 4, Safety: DefaultSafety, BreakAfter: 10}},
+		store, Options{Safety: DefaultSafety}, slog.New(slog.DiscardHandler))
+	rep, err := e.Run(t.Context(), RunOptions{})
+	if !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("err %v, want ErrCircuitOpen", err)
+	}
+	s := rep.Summary.Sinks[0]
+	if calls := sink.count(CreateProfile); calls < 10 || calls > 10+4 {
+		t.Errorf("the sink got %d operations, want the 10 that opened the breaker and at most one in flight per worker", calls)
+	}
+	if s.Failed[CreateProfile]+s.Skipped[CreateProfile] != 200 || s.Skipped[CreateUser] != 200 {
+		t.Errorf("failed %v skipped %v: want every operation accounted for", s.Failed, s.Skipped)
+	}
+	// The sink is back: the next run does everything.
+	sink.fail = nil
+	if _, err := e.Run(t.Context(), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.count(CreateUser); got != 200 {
+		t.Errorf("after recovery %d users, want 200", got)
+	}
+}

@@ -22,6 +22,7 @@ type Metrics struct {
 	guardTrips         *prometheus.CounterVec
 	snapshotIdentities *prometheus.GaugeVec
 	panics             prometheus.Counter
+	breakerTrips       *prometheus.CounterVec
 	requestDuration    *prometheus.HistogramVec
 	retries            *prometheus.CounterVec
 }
@@ -70,6 +71,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idsync_run_panics_total", Help: "Runs that panicked; the panic was recovered and logged.",
 		}),
+		breakerTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idsync_circuit_breaker_trips_total", Help: "Runs in which the sink's circuit breaker opened after too many failures in a row.",
+		}, []string{"sink"}),
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "idsync_sink_request_duration_seconds", Help: "Duration of requests to the sink's API, retries apart.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
@@ -80,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.runs, m.runDuration, m.phaseDuration, m.lastRun, m.lastSuccess, m.sourceIdentities,
 		m.sourceReadErrors, m.planned, m.operations, m.guardTrips, m.snapshotIdentities, m.panics,
-		m.requestDuration, m.retries)
+		m.breakerTrips, m.requestDuration, m.retries)
 	for _, r := range []Result{ResultSuccess, ResultPartial, ResultFailed, ResultHeld, ResultDryRun} {
 		m.runs.WithLabelValues(string(r))
 	}
@@ -128,6 +132,7 @@ func (m *Metrics) sinks(names []string) {
 		return
 	}
 	for _, s := range names {
+		m.breakerTrips.WithLabelValues(s)
 		for _, k := range OpKinds {
 			for _, r := range []string{"success", "failure", "skipped"} {
 				m.operations.WithLabelValues(s, k.String(), r)
@@ -199,5 +204,11 @@ func (m *Metrics) runEnded(s *RunSummary) {
 	m.lastRun.Set(float64(s.Finished.UnixNano()) / 1e9)
 	if s.Result == ResultSuccess {
 		m.lastSuccess.Set(float64(s.Finished.UnixNano()) / 1e9)
+	}
+}
+
+func (m *Metrics) breakerTrip(sink string) {
+	if m != nil {
+		m.breakerTrips.WithLabelValues(sink).Inc()
 	}
 }

@@ -58,6 +58,9 @@ var (
 	// throttled). The engine stops calling it for the rest of the run; what was not
 	// attempted is retried on the next.
 	ErrStopSink = errors.New("sink refuses all operations")
+	// ErrCircuitOpen: the engine stopped calling a sink after too many failures in a
+	// row.
+	ErrCircuitOpen = errors.New("circuit breaker open")
 )
 
 // Entry is what the snapshot keeps for one identity in one sink: what idsync last

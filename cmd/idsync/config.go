@@ -57,7 +57,18 @@ type SourceConfig struct {
 type SinkConfig struct {
 	Name   string        `yaml:"name"`
 	Safety *SafetyConfig `yaml:"safety"`
-	Haplo  *haplo.Config `yaml:"haplo"`
+	// CircuitBreaker: after this many operations failed in a row, nothing more is
+	// sent to the sink in this run (default 10; 0 turns it off).
+	CircuitBreaker *int          `yaml:"circuit_breaker"`
+	Haplo          *haplo.Config `yaml:"haplo"`
+}
+
+// breakAfter is the sink's circuit breaker threshold.
+func (s *SinkConfig) breakAfter() int {
+	if s.CircuitBreaker == nil {
+		return 10
+	}
+	return *s.CircuitBreaker
 }
 
 var (
@@ -266,6 +277,9 @@ func (c *Config) Validate() []error {
 		checkName(path, s.Name)
 		if s.Safety != nil {
 			errs = append(errs, s.Safety.validate(path+".safety")...)
+		}
+		if s.CircuitBreaker != nil && *s.CircuitBreaker < 0 {
+			bad(path+".circuit_breaker", "%d: failures in a row, or 0 for no breaker", *s.CircuitBreaker)
 		}
 		switch {
 		case s.Haplo == nil:

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/idsync/idsync/internal/secret"
 	dsync "github.com/idsync/idsync/sync"
 )
@@ -75,6 +77,7 @@ func (noObserver) Retry(string)                  {}
 // client makes Haplo API calls with the right key, retries and timeouts.
 type client struct {
 	obs        Observer
+	limit      *rate.Limiter // nil: no rate limit
 	base       string
 	http       *http.Client
 	userKey    secret.Secret
@@ -133,6 +136,11 @@ func (cl *client) do(ctx context.Context, c call, out any) error {
 }
 
 func (cl *client) once(ctx context.Context, c call, payload []byte) (int, []byte, http.Header, error) {
+	if cl.limit != nil {
+		if err := cl.limit.Wait(ctx); err != nil {
+			return 0, nil, nil, fmt.Errorf("%s: rate limit: %w", c.endpoint, err)
+		}
+	}
 	var rd io.Reader
 	if payload != nil {
 		rd = bytes.NewReader(payload)

@@ -42,6 +42,10 @@ type Config struct {
 	// MaxRetries bounds the retries of one request on network errors, 5xx and 429.
 	// Default 5.
 	MaxRetries *int `yaml:"max_retries"`
+	// RateLimit caps requests per second to this Haplo, with bursts of Burst; 0 (the
+	// default) leaves requests unlimited but for Concurrency.
+	RateLimit float64 `yaml:"rate_limit"`
+	Burst     int     `yaml:"burst"`
 	// AllowInsecureHTTP permits an http:// URL that is not on loopback.
 	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 }
@@ -109,6 +113,12 @@ func (c *Config) Validate(path string) []error {
 	}
 	if c.Concurrency < 0 || c.Concurrency > 256 {
 		bad("concurrency", "%d: between 1 and 256", c.Concurrency)
+	}
+	if c.RateLimit < 0 {
+		bad("rate_limit", "must be positive (requests per second), or 0 for no limit")
+	}
+	if c.Burst < 0 || c.Burst > 0 && c.RateLimit == 0 {
+		bad("burst", "a positive number, with rate_limit")
 	}
 	if c.Timeout < 0 {
 		bad("timeout", "must be positive")

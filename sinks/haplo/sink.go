@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/time/rate"
+
 	"github.com/idsync/idsync/internal/secret"
 	dsync "github.com/idsync/idsync/sync"
 )
@@ -69,6 +71,9 @@ func New(cfg Config, hc *http.Client, obs Observer, log *slog.Logger) (*Sink, er
 		},
 		managed: make(map[string]bool),
 		log:     log,
+	}
+	if cfg.RateLimit > 0 {
+		s.cl.limit = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(cfg.Burst, 1))
 	}
 	for _, code := range cfg.Groups {
 		s.managed[code] = true

@@ -355,3 +355,18 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestRateLimit(t *testing.T) {
+	s, srv, _ := newTestSink(t, func(c *Config) { c.RateLimit, c.Burst = 50, 1 })
+	start := time.Now()
+	for i := range 5 {
+		create(t, s, person(strconv.Itoa(i))) // 3 requests each
+	}
+	// 15 requests at 50/s with a burst of 1: at least 14 intervals of 20 ms.
+	if d := time.Since(start); d < 280*time.Millisecond {
+		t.Errorf("15 requests took %v at 50/s, want at least 280ms", d)
+	}
+	if n := srv.Requests()["push-data"]; n != 5 {
+		t.Errorf("%d pushes, want 5", n)
+	}
+}

@@ -23,7 +23,11 @@ func (s *Server) injectFault(w http.ResponseWriter) bool {
 	case s.faults.Rate429 > 0 && s.rng.Float64() < s.faults.Rate429:
 		status = http.StatusTooManyRequests
 	case s.faults.Rate5xx > 0 && s.rng.Float64() < s.faults.Rate5xx:
-		status = injected5xx[s.rng.IntN(len(injected5xx))]
+		codes := injected5xx
+		if len(s.faults.Statuses5xx) > 0 {
+			codes = s.faults.Statuses5xx
+		}
+		status = codes[s.rng.IntN(len(codes))]
 	default:
 		return false
 	}

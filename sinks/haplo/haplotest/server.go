@@ -55,6 +55,7 @@ type Options struct {
 // LoseResponses, which applies the request and then drops the connection.
 type Faults struct {
 	Rate5xx       float64 // fraction of requests answered 500, 502 or 503
+	Statuses5xx   []int   // the statuses Rate5xx picks from, when not the default three
 	Rate429       float64 // fraction of requests answered 429
 	RetryAfter    string  // Retry-After sent with 429s, e.g. "1"; empty sends none
 	Down          bool    // every request is answered 503

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/idsync/idsync/sinks/haplo/haplotest"
+	dsync "github.com/idsync/idsync/sync"
+)
+
+// A sink answering 503 to 20% of requests and 429 with Retry-After to 10%: everything
+// converges within three runs, and the retry metrics show the retries.
+func TestFlakySinkConverges(t *testing.T) {
+	const n = 50
+	e := newEnv(t, n, "")
+	e.srv.SetFaults(haplotest.Faults{Rate5xx: 0.2, Statuses5xx: []int{http.StatusServiceUnavailable}, Rate429: 0.1, RetryAfter: "1"})
+	file := e.dir + "/idsync.prom"
+	code := -1
+	for range 3 {
+		if code, _, _ = e.idsync(t.Context(), "--once", "--metrics-file", file); code == exitOK {
+			break
+		}
+	}
+	if code != exitOK {
+		t.Fatalf("no clean run within three: exit %d", code)
+	}
+	e.srv.SetFaults(haplotest.Faults{})
+	e.checkServer(n)
+	// The metrics file is the last run's; its retries come from the first if it was
+	// the only one.
+	runs := e.runs()
+	if len(runs) == 1 {
+		text := string(mustRead(t, file))
+		for _, reason := range []string{"status_5xx", "status_429"} {
+			if v := metric(text, `idsync_sink_retries_total{reason="`+reason+`",sink="haplo"}`); v <= 0 {
+				t.Errorf("retries for %s = %g, want some", reason, v)
+			}
+		}
+	}
+	e.mustRun(exitOK, "--once")
+	if got := applied(e.lastRun()); len(got) != 0 {
+		t.Errorf("after convergence the run applied %v, want nothing", got)
+	}
+}
+
+// A sink that is down: the circuit opens and the run exits 1 after a handful of
+// requests, not one per person; with the sink back, the next run converges.
+func TestDownSinkOpensCircuit(t *testing.T) {
+	const n = 100
+	e := newEnv(t, n, "      max_retries: 1\n    circuit_breaker: 5\n")
+	e.srv.SetFaults(haplotest.Faults{Down: true})
+	code, out, _ := e.idsync(t.Context(), "--once")
+	if code != exitFailed || !strings.Contains(out, "circuit breaker open") {
+		t.Fatalf("exit %d, output %q; want %d and the breaker", code, out, exitFailed)
+	}
+	// 5 failed operations opened it, one more in flight per worker; each 2 attempts.
+	if got := totalRequests(e.srv); got > 2*(5+8) {
+		t.Errorf("%d requests to a sink that is down, want at most %d", got, 2*(5+8))
+	}
+	r := e.lastRun()
+	if r.Result != dsync.ResultFailed || r.Sinks[0].Skipped[dsync.CreateUser] == 0 {
+		t.Errorf("run %v, skipped %v; want failed with operations not attempted", r.Result, r.Sinks[0].Skipped)
+	}
+	e.srv.SetFaults(haplotest.Faults{})
+	e.mustRun(exitOK, "--once")
+	e.checkServer(n)
+}
