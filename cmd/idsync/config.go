@@ -328,3 +328,23 @@ func (s *SafetyConfig) resolve(base dsync.Safety) dsync.Safety {
 	}
 	return base
 }
+
+// secretFiles lists the configuration's *_file secrets.
+func (c *Config) secretFiles() []string {
+	var files []string
+	for _, s := range c.Sources {
+		if s.LDAP != nil && s.LDAP.BindPasswordFile != "" {
+			files = append(files, s.LDAP.BindPasswordFile)
+		}
+	}
+	for _, s := range c.Sinks {
+		if s.Haplo != nil {
+			for _, f := range []string{s.Haplo.UserAPIKeyFile, s.Haplo.ImportAPIKeyFile} {
+				if f != "" {
+					files = append(files, f)
+				}
+			}
+		}
+	}
+	return files
+}

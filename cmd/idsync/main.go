@@ -113,6 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		// Build everything once now, so that every problem is reported together.
 		_, _, err = build(cfg, nil, log)
+		warnReadableSecrets(cfg, log)
 	}
 	if err != nil {
 		printConfigErrors(stderr, f.config, err)
@@ -258,4 +259,13 @@ func prefix(path string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", path, err)
+}
+
+// warnReadableSecrets warns of secret files that anyone on the machine can read.
+func warnReadableSecrets(cfg *Config, log *slog.Logger) {
+	for _, p := range cfg.secretFiles() {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o004 != 0 {
+			log.Warn("secret file is readable by every user of this machine: chmod o-r it", "path", p, "mode", fi.Mode().Perm().String())
+		}
+	}
 }
