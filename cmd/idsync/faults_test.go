@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -65,4 +66,24 @@ func TestDownSinkOpensCircuit(t *testing.T) {
 	e.srv.SetFaults(haplotest.Faults{})
 	e.mustRun(exitOK, "--once")
 	e.checkServer(n)
+}
+
+// A lost state file: the next run adopts every account by its tags and reuses its
+// profile; nothing is created twice.
+func TestLostSnapshotAdopts(t *testing.T) {
+	const n = 30
+	e := newEnv(t, n, "")
+	e.mustRun(exitOK, "--once")
+	if err := os.Remove(e.state); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRun(exitOK, "--once")
+	e.checkServer(n)
+	if got := applied(e.lastRun()); got[dsync.CreateUser] != n {
+		t.Errorf("the run after the loss applied %v, want %d adoptions through create_user", got, n)
+	}
+	e.mustRun(exitOK, "--once")
+	if got := applied(e.lastRun()); len(got) != 0 {
+		t.Errorf("the run after that applied %v, want nothing", got)
+	}
 }
