@@ -23,6 +23,7 @@ type Metrics struct {
 	snapshotIdentities *prometheus.GaugeVec
 	panics             prometheus.Counter
 	breakerTrips       *prometheus.CounterVec
+	drifts             *prometheus.CounterVec
 	requestDuration    *prometheus.HistogramVec
 	retries            *prometheus.CounterVec
 }
@@ -71,6 +72,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idsync_run_panics_total", Help: "Runs that panicked; the panic was recovered and logged.",
 		}),
+		drifts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idsync_drift_found_total", Help: "Accounts found changed outside idsync by a verification, by kind: field, active, gone. The next run repairs them.",
+		}, []string{"sink", "kind"}),
 		breakerTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idsync_circuit_breaker_trips_total", Help: "Runs in which the sink's circuit breaker opened after too many failures in a row.",
 		}, []string{"sink"}),
@@ -84,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.runs, m.runDuration, m.phaseDuration, m.lastRun, m.lastSuccess, m.sourceIdentities,
 		m.sourceReadErrors, m.planned, m.operations, m.guardTrips, m.snapshotIdentities, m.panics,
-		m.breakerTrips, m.requestDuration, m.retries)
+		m.breakerTrips, m.drifts, m.requestDuration, m.retries)
 	for _, r := range []Result{ResultSuccess, ResultPartial, ResultFailed, ResultHeld, ResultDryRun} {
 		m.runs.WithLabelValues(string(r))
 	}
@@ -133,6 +137,9 @@ func (m *Metrics) sinks(names []string) {
 	}
 	for _, s := range names {
 		m.breakerTrips.WithLabelValues(s)
+		for _, k := range []string{"field", "active", "gone"} {
+			m.drifts.WithLabelValues(s, k)
+		}
 		for _, k := range OpKinds {
 			for _, r := range []string{"success", "failure", "skipped"} {
 				m.operations.WithLabelValues(s, k.String(), r)
@@ -210,5 +217,20 @@ func (m *Metrics) runEnded(s *RunSummary) {
 func (m *Metrics) breakerTrip(sink string) {
 	if m != nil {
 		m.breakerTrips.WithLabelValues(sink).Inc()
+	}
+}
+
+func (m *Metrics) drift(sink string, d Drift) {
+	if m == nil {
+		return
+	}
+	if d.Fields != 0 {
+		m.drifts.WithLabelValues(sink, "field").Inc()
+	}
+	if d.Active {
+		m.drifts.WithLabelValues(sink, "active").Inc()
+	}
+	if d.Gone {
+		m.drifts.WithLabelValues(sink, "gone").Inc()
 	}
 }

@@ -34,6 +34,9 @@ type Config struct {
 	LockTimeout time.Duration `yaml:"lock_timeout"`
 	// UnreadyAfter: /readyz fails once runs have been failing for this long.
 	UnreadyAfter time.Duration `yaml:"unready_after"`
+	// VerifyEvery: the daemon reads back the accounts it manages this often, before
+	// a run, so that the run repairs what was changed by hand. 0 turns it off.
+	VerifyEvery time.Duration `yaml:"verify_every"`
 }
 
 // SafetyConfig is the guards' section; an unset key takes DESIGN.md's default, and -1
@@ -237,6 +240,9 @@ func (c *Config) Validate() []error {
 	}
 	if c.UnreadyAfter < 0 {
 		bad("unready_after", "must be positive")
+	}
+	if c.VerifyEvery < 0 {
+		bad("verify_every", "must be positive, or 0 for never")
 	}
 	errs = append(errs, c.Safety.validate("safety")...)
 	if len(c.Sources) == 0 {

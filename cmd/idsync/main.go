@@ -48,6 +48,7 @@ type flags struct {
 	logFormat   string
 	pushGateway string
 	metricsFile string
+	verify      bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -62,6 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.listen, "listen", "", "HTTP `address` for /metrics and health (service mode)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&f.verify, "verify", false, "before the run, read back the accounts idsync manages and plan the repair of what was changed by hand")
 	fs.StringVar(&f.pushGateway, "push-gateway", "", "with --once: push the run's metrics to this Pushgateway `URL`")
 	fs.StringVar(&f.metricsFile, "metrics-file", "", "with --once: write the run's metrics to this `file` (node_exporter textfile format), atomically")
 	if err := fs.Parse(args); err != nil {
@@ -150,6 +152,20 @@ func runOnce(ctx context.Context, f *flags, cfg *Config, stdout, stderr io.Write
 	if err != nil {
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitUsage
+	}
+	if f.verify {
+		if f.dryRun {
+			fmt.Fprintln(stderr, "idsync: --verify records what it finds in the snapshot; run it without --dry-run")
+			return exitUsage
+		}
+		drifts, err := eng.Verify(ctx)
+		for _, d := range drifts {
+			fmt.Fprintf(stdout, "drift: sink %s: %s: %s\n", d.Sink, d.ID, driftText(d))
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "idsync:", err)
+			return exitFailed
+		}
 	}
 	rep, err := eng.Run(ctx, dsync.RunOptions{DryRun: f.dryRun, AcceptGuard: f.acceptGuard})
 	if f.dryRun && err == nil {
@@ -268,4 +284,16 @@ func warnReadableSecrets(cfg *Config, log *slog.Logger) {
 			log.Warn("secret file is readable by every user of this machine: chmod o-r it", "path", p, "mode", fi.Mode().Perm().String())
 		}
 	}
+}
+
+func driftText(d dsync.Drift) string {
+	switch {
+	case d.Gone:
+		return "the account was deleted"
+	case d.Active && d.Fields != 0:
+		return "blocked or unblocked, and changed: " + d.Fields.String()
+	case d.Active:
+		return "blocked or unblocked outside idsync"
+	}
+	return "changed: " + d.Fields.String()
 }

@@ -44,6 +44,7 @@ type daemon struct {
 	entry        cron.EntryID
 	failingSince time.Time // when the current streak of failed runs began
 	inRun        bool
+	lastVerify   time.Time
 }
 
 // serve runs the daemon until ctx ends, then stops scheduling, lets the run in
@@ -155,6 +156,7 @@ func (d *daemon) tick(ctx context.Context) {
 	d.mu.Lock()
 	eng := d.eng
 	d.inRun = true
+	verify := d.cfg.VerifyEvery > 0 && time.Since(d.lastVerify) >= d.cfg.VerifyEvery
 	d.mu.Unlock()
 	failed := true
 	defer func() {
@@ -172,6 +174,15 @@ func (d *daemon) tick(ctx context.Context) {
 			d.failingSince = time.Now()
 		}
 	}()
+	if verify {
+		if _, err := eng.Verify(ctx); err != nil {
+			d.log.Error("verification failed: the run goes on without it", "err", err)
+		} else {
+			d.mu.Lock()
+			d.lastVerify = time.Now()
+			d.mu.Unlock()
+		}
+	}
 	_, err := eng.Run(ctx, dsync.RunOptions{})
 	failed = err != nil
 }
