@@ -74,3 +74,40 @@ func TestVerifyFindsAndRepairsDrift(t *testing.T) {
 		t.Errorf("after the repair, drifts %+v, want none", drifts)
 	}
 }
+
+// listingSink lists what it holds.
+type listingSink struct {
+	*fakeSink
+	owned []Entry
+}
+
+func (l *listingSink) Owned(context.Context) ([]Entry, error) { return l.owned, nil }
+
+func TestRebuildAddsOnlyUnknownAccounts(t *testing.T) {
+	store := newMemStore()
+	known := Identity{ID: "E1", Email: "known@x.org", Active: true}
+	store.Put("app", Entry{ID: "E1", UserID: "1", User: &known})
+	u2, u3 := Identity{ID: "E2", Email: "b@x.org", Active: true}, Identity{ID: "E3", Email: "c@x.org"}
+	changed := known
+	changed.Email = "would-overwrite@x.org"
+	sink := &listingSink{fakeSink: &fakeSink{}, owned: []Entry{
+		{ID: "E1", UserID: "1", User: &changed},
+		{ID: "E2", UserID: "2", ProfileRef: "80002", User: &u2},
+		{ID: "E3", UserID: "3", User: &u3},
+	}}
+	e := New(nil, []SinkSpec{{Name: "app", Sink: sink}}, store, Options{}, slog.New(slog.DiscardHandler))
+	counts, err := e.Rebuild(t.Context())
+	if err != nil || len(counts) != 1 || counts[0].Found != 3 || counts[0].Added != 2 {
+		t.Fatalf("counts %+v, %v; want 3 found, 2 added", counts, err)
+	}
+	snap, _ := store.Snapshot("app")
+	if snap["E1"].User.Email != "known@x.org" {
+		t.Error("a known entry was overwritten")
+	}
+	if en := snap["E2"]; en.ProfileRef != "80002" || en.Profile != nil || !en.Adopted {
+		t.Errorf("E2 = %+v, want its ref, no profile fields, adopted", en)
+	}
+	if snap["E3"].DisabledAt.IsZero() {
+		t.Error("a blocked account was not recorded as disabled")
+	}
+}

@@ -49,6 +49,7 @@ type flags struct {
 	pushGateway string
 	metricsFile string
 	verify      bool
+	rebuild     bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -63,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.listen, "listen", "", "HTTP `address` for /metrics and health (service mode)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&f.rebuild, "rebuild-snapshot", false, "add to the snapshot every account the sinks say idsync owns (after a lost state file), then exit")
 	fs.BoolVar(&f.verify, "verify", false, "before the run, read back the accounts idsync manages and plan the repair of what was changed by hand")
 	fs.StringVar(&f.pushGateway, "push-gateway", "", "with --once: push the run's metrics to this Pushgateway `URL`")
 	fs.StringVar(&f.metricsFile, "metrics-file", "", "with --once: write the run's metrics to this `file` (node_exporter textfile format), atomically")
@@ -74,6 +76,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if f.acceptGuard && f.dryRun {
 		return nil, errors.New("--accept-guard applies a run; it means nothing with --dry-run")
+	}
+	if f.rebuild && (f.once || f.dryRun || f.verify || f.acceptGuard) {
+		return nil, errors.New("--rebuild-snapshot runs alone: rebuild, review with --dry-run, then run")
 	}
 	if (f.pushGateway != "" || f.metricsFile != "") && !f.once && !f.dryRun {
 		return nil, errors.New("--push-gateway and --metrics-file report one run: use them with --once (a daemon serves /metrics)")
@@ -124,6 +129,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f.checkConfig {
 		fmt.Fprintf(stdout, "%s: ok (%d sources, %d sinks)\n", f.config, len(cfg.Sources), len(cfg.Sinks))
 		return exitOK
+	}
+	if f.rebuild {
+		return rebuild(ctx, cfg, stdout, stderr, log)
 	}
 	if f.once || f.dryRun {
 		return runOnce(ctx, f, cfg, stdout, stderr, log)
@@ -181,6 +189,32 @@ func runOnce(ctx context.Context, f *flags, cfg *Config, stdout, stderr io.Write
 		}
 	}
 	return code
+}
+
+// rebuild is --rebuild-snapshot: the snapshot gains every account the sinks say idsync
+// owns; nothing in any sink changes.
+func rebuild(ctx context.Context, cfg *Config, stdout, stderr io.Writer, log *slog.Logger) int {
+	store, err := openStore(cfg, false)
+	if err != nil {
+		fmt.Fprintln(stderr, "idsync:", err)
+		return exitFailed
+	}
+	defer store.Close()
+	eng, err := newEngine(cfg, store, nil, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "idsync:", err)
+		return exitUsage
+	}
+	counts, err := eng.Rebuild(ctx)
+	for _, c := range counts {
+		fmt.Fprintf(stdout, "sink %s: %d accounts carry idsync's mark, %d added to the snapshot\n", c.Sink, c.Found, c.Added)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "idsync:", err)
+		return exitFailed
+	}
+	fmt.Fprintln(stdout, "review the next run with --dry-run")
+	return exitOK
 }
 
 func exitCode(rep *dsync.Report, err error) int {
