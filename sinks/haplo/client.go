@@ -95,8 +95,9 @@ type call struct {
 	key      secret.Secret
 	body     any
 	// unsafe marks a request that must not be repeated once Haplo may have received
-	// it (a push-data record without a ref creates a new profile each time): it is
-	// retried only when Haplo certainly did not act (429, 503, a refused connection).
+	// it (a push-data record without a ref or a profile code creates a new profile
+	// each time): it is retried only when Haplo certainly did not act (429, 503, a
+	// refused connection).
 	unsafe bool
 }
 

@@ -35,6 +35,18 @@ type Config struct {
 	// Attributes maps identity attribute names to push-data record fields, which the
 	// control file reads.
 	Attributes map[string]string `yaml:"attributes"`
+	// ProfileCodes makes profile creation safe to repeat. Each profile record carries
+	// a behaviour code derived from the identity's id (see profileCode), which the
+	// shipped control file writes to the profile's std:attribute:configured-behaviour
+	// and looks up with haplo:code-to-ref before it makes a new profile. A push
+	// repeated after a lost answer, or by the run after a crash, then finds the
+	// profile the first one made instead of making a second; so such pushes are also
+	// retried like any other request. Haplo's default person type lacks that
+	// attribute: the application must add it to std:type:person (its requirements
+	// schema), and Haplo must run the control file idsync ships. idsync checks both
+	// with a probe record before its first push, and stops the sink if either is
+	// missing. idsync then owns that attribute on its profiles. Default false.
+	ProfileCodes bool `yaml:"profile_codes"`
 	// Concurrency is how many identities are applied at once. Default 8.
 	Concurrency int `yaml:"concurrency"`
 	// Timeout bounds one HTTP request. Default 30s.
@@ -58,7 +70,7 @@ var (
 )
 
 // reservedFields are the record fields idsync fills itself.
-var reservedFields = map[string]bool{"ref": true, "first": true, "last": true, "email": true, "type": true}
+var reservedFields = map[string]bool{"ref": true, "first": true, "last": true, "email": true, "type": true, "code": true, "touch": true}
 
 // Validate returns every problem, each prefixed with path (sinks[0].haplo). Secrets
 // are checked by New, which reads them.
@@ -108,7 +120,7 @@ func (c *Config) Validate(path string) []error {
 	}
 	for name, field := range c.Attributes {
 		if !recordField.MatchString(field) || reservedFields[field] {
-			bad("attributes."+name, "%q: a lowercase record field other than %s", field, "ref, first, last, email, type")
+			bad("attributes."+name, "%q: a lowercase record field other than %s", field, "ref, first, last, email, type, code, touch")
 		}
 	}
 	if c.Concurrency < 0 || c.Concurrency > 256 {

@@ -6,16 +6,19 @@ package haplo
 import (
 	"context"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/time/rate"
 
@@ -35,6 +38,9 @@ type Sink struct {
 	cl      *client
 	managed map[string]bool // group codes idsync manages
 	log     *slog.Logger
+
+	codesMu sync.Mutex
+	codesOK bool // a probe showed that Haplo stores and looks up profile codes
 }
 
 var _ dsync.Sink = (*Sink)(nil)
@@ -263,6 +269,13 @@ func (s *Sink) createProfile(ctx context.Context, op dsync.Op) (dsync.Outcome, e
 	if err != nil {
 		return dsync.Outcome{}, err
 	}
+	if got == "" && ref == "" {
+		// (Only with profile codes.) The code found a profile that an earlier push
+		// made, and the record changed nothing in it, so Haplo did not say which.
+		if got, err = s.revealByCode(ctx, &op.Want, op.Want.Active); err != nil {
+			return dsync.Outcome{}, err
+		}
+	}
 	return dsync.Outcome{ProfileRef: cmpOr(got, ref)}, nil
 }
 
@@ -413,12 +426,13 @@ func (s *Sink) updateProfile(ctx context.Context, op dsync.Op) (dsync.Outcome, e
 	return s.relink(ctx, op, ref)
 }
 
-// relink points the account at a new profile ref, when a push made one.
+// relink points the account at another profile ref, when a push with a stale ref
+// went to another profile: a new one, or (with profile codes) the one its code names.
 func (s *Sink) relink(ctx context.Context, op dsync.Op, ref string) (dsync.Outcome, error) {
 	if ref == "" || ref == op.ProfileRef {
 		return dsync.Outcome{}, nil
 	}
-	s.log.Warn("profile ref unknown to haplo, a new profile was made", "id", op.ID, "old_ref", op.ProfileRef, "ref", ref)
+	s.log.Warn("profile ref unknown to haplo, the push went to another profile", "id", op.ID, "old_ref", op.ProfileRef, "ref", ref)
 	if op.UserID != "" {
 		id, err := userID(op)
 		if err != nil {
@@ -473,9 +487,31 @@ type pushAnswer struct {
 
 var refPattern = regexp.MustCompile(`^[0-9qvwxyz]+$`)
 
-// push sends one profile record and returns the ref of a profile it created; "" when
-// it updated ref or found it unchanged (Haplo then returns no ref).
-func (s *Sink) push(ctx context.Context, id *dsync.Identity, ref string, active bool) (string, error) {
+// Profile codes: see Config.ProfileCodes.
+const (
+	codePrefix  = "idsync:person:"
+	touchPrefix = "idsync:touch:"
+	// probeCode is not a valid behaviour code: Haplo's control file run throws on it
+	// when it writes it to the profile, before anything is saved.
+	probeCode = "idsync probe"
+)
+
+var plainID = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+// profileCode is the behaviour code of an identity's profile: idsync:person:<id>
+// when the id is made of letters, digits, - and _ and does not start with x, and
+// otherwise idsync:person:x<the id's bytes in hex>. Plain codes never start with x
+// and hex codes always do, so no two ids share a code. Haplo compares codes exactly,
+// case included. Every code matches Haplo's ^[a-zA-Z0-9_-]+:[:a-zA-Z0-9_-]+$.
+func profileCode(id string) string {
+	if plainID.MatchString(id) && id[0] != 'x' {
+		return codePrefix + id
+	}
+	return codePrefix + "x" + hex.EncodeToString([]byte(id))
+}
+
+// record is the push-data record of a profile.
+func (s *Sink) record(id *dsync.Identity, ref string, active bool) (map[string]string, error) {
 	rec := map[string]string{
 		"first": id.FirstName,
 		"last":  id.LastName,
@@ -487,19 +523,50 @@ func (s *Sink) push(ctx context.Context, id *dsync.Identity, ref string, active 
 	}
 	if ref != "" {
 		if !refPattern.MatchString(ref) {
-			return "", fmt.Errorf("profile ref %q is not a Haplo ref", ref)
+			return nil, fmt.Errorf("profile ref %q is not a Haplo ref", ref)
 		}
 		rec["ref"] = ref
+	}
+	if s.cfg.ProfileCodes {
+		rec["code"] = profileCode(id.ID)
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.cfg.Attributes)) {
 		if v := id.Attributes[name]; len(v) > 0 {
 			rec[s.cfg.Attributes[name]] = strings.Join(v, "; ")
 		}
 	}
+	return rec, nil
+}
+
+// push sends one profile record and returns the ref of the profile Haplo saved: a
+// new one, the one ref names, or (with profile codes) the one the code names. It
+// returns "" when Haplo saved nothing because nothing changed: it then gives no ref.
+func (s *Sink) push(ctx context.Context, id *dsync.Identity, ref string, active bool) (string, error) {
+	rec, err := s.record(id, ref, active)
+	if err != nil {
+		return "", err
+	}
+	if s.cfg.ProfileCodes {
+		if err := s.checkCodes(ctx); err != nil {
+			return "", err
+		}
+	}
+	got, err := s.send(ctx, rec)
+	if err == nil && ref == "" && got == "" && !s.cfg.ProfileCodes {
+		return "", errors.New("push-data created no profile and returned no ref")
+	}
+	return got, err
+}
+
+// send posts a record and returns the ref of the profile Haplo saved, if any. A
+// record without a ref makes a new profile each time it is applied, unless it carries
+// a profile code: only then may it be repeated after Haplo may have acted on it.
+func (s *Sink) send(ctx context.Context, rec map[string]string) (string, error) {
 	var a pushAnswer
+	_, hasCode := rec["code"]
 	err := s.cl.do(ctx, call{
 		endpoint: "push-data", method: http.MethodPost, path: "/api/push-data/" + s.cfg.ImportName,
-		key: s.cl.importKey, body: rec, unsafe: ref == "",
+		key: s.cl.importKey, body: rec, unsafe: rec["ref"] == "" && !hasCode,
 	}, &a)
 	if err != nil {
 		return "", err
@@ -509,7 +576,7 @@ func (s *Sink) push(ctx context.Context, id *dsync.Identity, ref string, active 
 	}
 	for _, act := range a.Actions {
 		for _, c := range act.Changed {
-			if c.Kind == "object:save" && c.Destination == "profile" && c.New {
+			if c.Kind == "object:save" && c.Destination == "profile" {
 				if !refPattern.MatchString(c.Ref) {
 					return "", fmt.Errorf("push-data returned ref %q, which is not a Haplo ref", c.Ref)
 				}
@@ -517,8 +584,76 @@ func (s *Sink) push(ctx context.Context, id *dsync.Identity, ref string, active 
 			}
 		}
 	}
-	if ref == "" {
-		return "", errors.New("push-data created no profile and returned no ref")
-	}
 	return "", nil
+}
+
+// revealByCode learns the ref of the profile that an identity's code names, after a
+// push found it unchanged and so Haplo said nothing. It pushes the record again with a
+// one-off second behaviour code (touch), which makes Haplo save the profile and give
+// its ref, then pushes it with that ref, which takes the touch code away. A touch push
+// whose answer is lost and whose retry finds the profile unchanged is tried again with
+// a new touch code.
+func (s *Sink) revealByCode(ctx context.Context, id *dsync.Identity, active bool) (string, error) {
+	rec, err := s.record(id, "", active)
+	if err != nil {
+		return "", err
+	}
+	for range 3 {
+		rec["touch"] = fmt.Sprintf("%s%016x", touchPrefix, rand.Uint64())
+		ref, err := s.send(ctx, rec)
+		if err != nil {
+			return "", err
+		}
+		if ref == "" {
+			continue
+		}
+		if _, err := s.push(ctx, id, ref, active); err != nil {
+			// Harmless: the touch code names nothing else, and the next update of the
+			// profile takes it away.
+			s.log.Warn("profile found by its code keeps a touch code", "id", id.ID, "ref", ref, "err", err)
+		}
+		return ref, nil
+	}
+	return "", fmt.Errorf("push-data found the profile with code %s but did not give its ref", rec["code"])
+}
+
+// checkCodes makes sure, once, that Haplo stores profile codes and finds profiles by
+// them: it pushes a record whose code is not a valid behaviour code. Haplo running
+// the shipped control file, with std:attribute:configured-behaviour on the person
+// type, throws when it writes that code, before anything is saved. Without the
+// attribute (Haplo skips the field, with a setup error) or without the code
+// instructions (an older control file), the record fails for its missing title
+// instead, and codes would do nothing: the sink stops.
+func (s *Sink) checkCodes(ctx context.Context) error {
+	s.codesMu.Lock()
+	defer s.codesMu.Unlock()
+	if s.codesOK {
+		return nil
+	}
+	err := s.cl.do(ctx, call{
+		endpoint: "push-data", method: http.MethodPost, path: "/api/push-data/" + s.cfg.ImportName,
+		key: s.cl.importKey, body: map[string]string{"code": probeCode},
+	}, nil)
+	var apiErr *APIError
+	switch {
+	case err == nil:
+		return fmt.Errorf("profile_codes: Haplo accepted a probe record with no name and the invalid code %q; is the push-data API %q running the control file idsync ships? %w",
+			probeCode, s.cfg.ImportName, dsync.ErrStopSink)
+	case !errors.As(err, &apiErr):
+		return fmt.Errorf("profile_codes: probe: %w", err)
+	case apiErr.Kind == "push-data:error" && rejectsCode(apiErr.Message):
+		s.codesOK = true
+		return nil
+	case apiErr.Kind == "push-data:failure":
+		return fmt.Errorf("profile_codes is on, but Haplo does not store profile codes (probe answered: %s): add std:attribute:configured-behaviour to std:type:person and install the control file idsync ships in the push-data API %q: %w",
+			apiErr.Message, s.cfg.ImportName, dsync.ErrStopSink)
+	}
+	return fmt.Errorf("profile_codes: probe: %w", err)
+}
+
+// rejectsCode reports whether a push-data error is Haplo refusing a configuration
+// name: O.text(O.T_IDENTIFIER_CONFIGURATION_NAME,...) must be formed of ...
+func rejectsCode(msg string) bool {
+	msg = strings.ToLower(msg)
+	return strings.Contains(msg, "configuration_name") || strings.Contains(msg, "configuration name")
 }

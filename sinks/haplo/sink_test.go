@@ -3,8 +3,10 @@ package haplo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,7 +23,18 @@ var testGroups = []string{"haplo:group:engineering", "haplo:group:sales", "haplo
 // are counted, and the waits Haplo asked for are kept.
 func newTestSink(t *testing.T, edit func(*Config)) (*Sink, *haplotest.Server, *[]time.Duration) {
 	t.Helper()
-	srv := haplotest.Start(t, haplotest.Options{ControlFile: ControlFile, Groups: testGroups, Seed: 1})
+	return newTestSinkOpt(t, haplotest.Options{}, edit)
+}
+
+// newTestSinkOpt is newTestSink with server options. The groups and seed are set; the
+// control file is the shipped one unless opt has another.
+func newTestSinkOpt(t *testing.T, opt haplotest.Options, edit func(*Config)) (*Sink, *haplotest.Server, *[]time.Duration) {
+	t.Helper()
+	opt.Groups, opt.Seed = testGroups, 1
+	if opt.ControlFile == nil {
+		opt.ControlFile = ControlFile
+	}
+	srv := haplotest.Start(t, opt)
 	cfg := Config{
 		URL: srv.URL(), UserAPIKey: srv.UserAPIKey(), ImportAPIKey: srv.ImportAPIKey(), ImportName: srv.ImportName(),
 		Groups:     map[string]string{"engineering": "haplo:group:engineering", "sales": "haplo:group:sales"},
@@ -340,6 +353,7 @@ func TestConfigValidate(t *testing.T) {
 		{"bad group code", func(c *Config) { c.Groups = map[string]string{"x": "Staff"} }, "groups.x"},
 		{"everyone", func(c *Config) { c.Groups = map[string]string{"x": "std:group:everyone"} }, "implicit"},
 		{"reserved field", func(c *Config) { c.Attributes = map[string]string{"t": "email"} }, "attributes.t"},
+		{"code is reserved", func(c *Config) { c.Attributes = map[string]string{"t": "code"} }, "attributes.t"},
 		{"same types", func(c *Config) { c.ProfileType, c.PastProfileType = "std:type:person", "std:type:person" }, "must differ"},
 	}
 	for _, tt := range tests {
@@ -368,5 +382,202 @@ func TestRateLimit(t *testing.T) {
 	}
 	if n := srv.Requests()["push-data"]; n != 5 {
 		t.Errorf("%d pushes, want 5", n)
+	}
+}
+
+func TestProfileCode(t *testing.T) {
+	valid := regexp.MustCompile(`^[a-zA-Z0-9_-]+:[:a-zA-Z0-9_-]+$`)
+	for id, want := range map[string]string{
+		"E1":       "idsync:person:E1",
+		"a_b-C9":   "idsync:person:a_b-C9",
+		"x41":      "idsync:person:x783431", // plain codes never start with x
+		"A":        "idsync:person:A",
+		"a.b":      "idsync:person:x612e62",
+		"a@b.org":  "idsync:person:x6140622e6f7267",
+		"Zoë":      "idsync:person:x5a6fc3ab",
+		"uid=1,ou": "idsync:person:x7569643d312c6f75",
+		"":         "idsync:person:x",
+		"a:b":      "idsync:person:x613a62",
+	} {
+		got := profileCode(id)
+		if got != want || !valid.MatchString(got) || profileCode(id) != got {
+			t.Errorf("profileCode(%q) = %q, want %q, a valid behaviour code", id, got, want)
+		}
+	}
+	// One code per id, and never one code for two ids: ids that look like the hex
+	// form of others, and ids differing only in case.
+	seen := map[string]string{}
+	ids := []string{"x612e62", "a.b", "x", "", "X", "xx", "x78", "ab", "AB", "Ab", "a b", "a\x00b", "612e62", "-", "_"}
+	for i := range 300 {
+		ids = append(ids, strconv.Itoa(i), "x"+strconv.Itoa(i), fmt.Sprintf("%x", i), fmt.Sprintf("x%x", i), string(rune(i)))
+	}
+	for _, id := range ids {
+		code := profileCode(id)
+		if other, ok := seen[code]; ok && other != id {
+			t.Errorf("ids %q and %q share the code %q", other, id, code)
+		}
+		seen[code] = id
+		if !valid.MatchString(code) {
+			t.Errorf("profileCode(%q) = %q, not a valid behaviour code", id, code)
+		}
+	}
+}
+
+// newCodesSink is a sink with profile_codes on, against a Haplo whose person type
+// has std:attribute:configured-behaviour, its probe already made.
+func newCodesSink(t *testing.T) (*Sink, *haplotest.Server, *[]time.Duration) {
+	t.Helper()
+	s, srv, waits := newTestSinkOpt(t, haplotest.Options{PersonHasBehaviour: true}, func(c *Config) { c.ProfileCodes = true })
+	if err := s.checkCodes(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return s, srv, waits
+}
+
+// wantOneProfile checks that Haplo holds one profile, ref, carrying the code of id
+// alone.
+func wantOneProfile(t *testing.T, srv *haplotest.Server, ref, id string) {
+	t.Helper()
+	ps := srv.Profiles()
+	if len(ps) != 1 || ps[0].Ref != ref {
+		t.Fatalf("profiles %+v, want one, %s", ps, ref)
+	}
+	if got := ps[0].Attrs["std:attribute:configured-behaviour"]; !slices.Equal(got, []string{profileCode(id)}) {
+		t.Errorf("configured behaviour %q, want %q alone", got, profileCode(id))
+	}
+}
+
+func TestProfileCodes(t *testing.T) {
+	t.Run("a lost answer to a new profile's push is retried and finds it", func(t *testing.T) {
+		s, srv, waits := newCodesSink(t)
+		srv.LoseNext(2, "push-data")
+		p, err := s.Apply(t.Context(), dsync.Op{Kind: dsync.CreateProfile, ID: "E1", Want: person("E1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(*waits) != 2 {
+			t.Errorf("%d retries, want 2", len(*waits))
+		}
+		wantOneProfile(t, srv, p.ProfileRef, "E1")
+		if prof, _ := srv.Profile(p.ProfileRef); prof.Attrs["dc:attribute:title"][0] != "Ann LeeE1" {
+			t.Errorf("profile %+v", prof)
+		}
+	})
+	t.Run("a 500 on a new profile's push is retried", func(t *testing.T) {
+		s, srv, waits := newCodesSink(t)
+		srv.FailNext(1, http.StatusInternalServerError)
+		p, err := s.Apply(t.Context(), dsync.Op{Kind: dsync.CreateProfile, ID: "E1", Want: person("E1")})
+		if err != nil || len(*waits) != 1 {
+			t.Fatalf("err %v after %d retries, want success after one", err, len(*waits))
+		}
+		wantOneProfile(t, srv, p.ProfileRef, "E1")
+	})
+	t.Run("the run after a crash finds the profile and links the account to it", func(t *testing.T) {
+		// The profile was made, and the run was killed before the snapshot recorded
+		// its ref: the next run creates it again.
+		s, srv, _ := newCodesSink(t)
+		first, err := s.Apply(t.Context(), dsync.Op{Kind: dsync.CreateProfile, ID: "E1", Want: person("E1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := srv.Requests()["push-data"]
+		p, u := create(t, s, person("E1"))
+		if p.ProfileRef != first.ProfileRef {
+			t.Errorf("second create gave ref %s, want the first's %s", p.ProfileRef, first.ProfileRef)
+		}
+		// The push finds the profile unchanged; a touch push learns its ref, and a
+		// push with the ref takes the touch away.
+		if n := srv.Requests()["push-data"] - before; n != 3 {
+			t.Errorf("%d pushes, want 3", n)
+		}
+		wantOneProfile(t, srv, first.ProfileRef, "E1")
+		id, _ := strconv.Atoi(u.UserID)
+		if got, _ := srv.User(id); got.Ref != first.ProfileRef {
+			t.Errorf("user ref %q, want %s", got.Ref, first.ProfileRef)
+		}
+		// Changed data: the push itself saves the profile and says its ref.
+		before = srv.Requests()["push-data"]
+		want := person("E1")
+		want.LastName = "Leigh"
+		p2, err := s.Apply(t.Context(), dsync.Op{Kind: dsync.CreateProfile, ID: "E1", Want: want})
+		if err != nil || p2.ProfileRef != first.ProfileRef || srv.Requests()["push-data"]-before != 1 {
+			t.Errorf("changed create: %+v, %v after %d pushes; want %s in one", p2, err, srv.Requests()["push-data"]-before, first.ProfileRef)
+		}
+	})
+	t.Run("a touch push whose answer is lost is tried again", func(t *testing.T) {
+		s, srv, _ := newCodesSink(t)
+		first, err := s.Apply(t.Context(), dsync.Op{Kind: dsync.CreateProfile, ID: "E1", Want: person("E1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.LoseNext(1, "push-data")
+		ref, err := s.revealByCode(t.Context(), ptr(person("E1")), true)
+		if err != nil || ref != first.ProfileRef {
+			t.Fatalf("ref %q, err %v; want %s", ref, err, first.ProfileRef)
+		}
+		wantOneProfile(t, srv, ref, "E1")
+	})
+	t.Run("a stale ref finds the profile by its code", func(t *testing.T) {
+		s, srv, _ := newCodesSink(t)
+		want := person("E1")
+		p, u := create(t, s, want)
+		want.Email = "ann.lee@example.org"
+		out, err := s.Apply(t.Context(), dsync.Op{Kind: dsync.UpdateProfile, ID: "E1", Want: want, Fields: dsync.FieldEmail, UserID: u.UserID, ProfileRef: "9zzzz"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := strconv.Atoi(u.UserID)
+		if got, _ := srv.User(id); out.ProfileRef != p.ProfileRef || got.Ref != p.ProfileRef {
+			t.Errorf("outcome ref %q, user ref %q: want the profile the code names, %s", out.ProfileRef, got.Ref, p.ProfileRef)
+		}
+		wantOneProfile(t, srv, p.ProfileRef, "E1")
+	})
+	t.Run("profiles made before codes get theirs at their next update", func(t *testing.T) {
+		s, srv, _ := newTestSinkOpt(t, haplotest.Options{PersonHasBehaviour: true}, nil)
+		want := person("E1")
+		p, u := create(t, s, want)
+		s.cfg.ProfileCodes = true
+		want.Email = "ann.lee@example.org"
+		if _, err := s.Apply(t.Context(), dsync.Op{Kind: dsync.UpdateProfile, ID: "E1", Want: want, Fields: dsync.FieldEmail, UserID: u.UserID, ProfileRef: p.ProfileRef}); err != nil {
+			t.Fatal(err)
+		}
+		wantOneProfile(t, srv, p.ProfileRef, "E1")
+	})
+	t.Run("the probe is made once", func(t *testing.T) {
+		s, srv, _ := newTestSinkOpt(t, haplotest.Options{PersonHasBehaviour: true}, func(c *Config) { c.ProfileCodes = true })
+		for i := range 3 {
+			create(t, s, person(strconv.Itoa(i)))
+		}
+		if n, m := srv.Requests()["push-data"], len(srv.Profiles()); n != 4 || m != 3 {
+			t.Errorf("%d pushes and %d profiles, want the probe and 3, making 3", n, m)
+		}
+	})
+}
+
+// With codes on but not stored by Haplo, the sink stops before it pushes a profile:
+// its pushes would be retried as safe, and make duplicates.
+func TestProfileCodesProbeStopsSink(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opt  haplotest.Options
+		want string
+	}{
+		{"person type without the attribute", haplotest.Options{}, "Unknown name in field std:attribute:configured-behaviour"},
+		{"an older control file, without codes", haplotest.Options{PersonHasBehaviour: true, ControlFile: []byte(`{"dataImportControlFileVersion":0,"model":"haplo:person",
+			"files":{"DEFAULT":{"read":"json","singleRecord":true}},
+			"instructions":[{"action":"new","destination":"profile"},
+				{"source":"last","destination":"value:person-name","name":"last"},
+				{"action":"field-structured","structured":"value:person-name","destination":"profile","name":"dc:attribute:title"}]}`)}, "dc:attribute:title is not set"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, srv, _ := newTestSinkOpt(t, tt.opt, func(c *Config) { c.ProfileCodes = true })
+			_, err := s.Apply(t.Context(), dsync.Op{Kind: dsync.CreateProfile, ID: "E1", Want: person("E1")})
+			if !errors.Is(err, dsync.ErrStopSink) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "profile_codes") {
+				t.Errorf("err %v, want ErrStopSink naming profile_codes and %q", err, tt.want)
+			}
+			if n := len(srv.Profiles()); n != 0 {
+				t.Errorf("%d profiles, want 0", n)
+			}
+		})
 	}
 }

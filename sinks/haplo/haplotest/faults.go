@@ -38,8 +38,13 @@ func (s *Server) injectFault(w http.ResponseWriter) bool {
 	return true
 }
 
-// loseResponse reports whether this request's response is to be lost. s.mu is held.
-func (s *Server) loseResponse() bool {
+// loseResponse reports whether the response to a request to endpoint label is to
+// be lost. s.mu is held.
+func (s *Server) loseResponse(label string) bool {
+	if s.loseNext > 0 && (s.loseLabel == "" || s.loseLabel == label) {
+		s.loseNext--
+		return true
+	}
 	return s.faults.LoseResponses > 0 && s.rng.Float64() < s.faults.LoseResponses
 }
 

@@ -92,7 +92,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.injectFault(w) {
 		return
 	}
-	if s.loseResponse() {
+	if s.loseResponse(rt.label) {
 		// Apply the request, then drop the connection without answering.
 		s.serveLocked(httptest.NewRecorder(), r, rt, args, found)
 		abortResponse(w)

@@ -29,7 +29,7 @@ type valueInstruction struct {
 
 func (r *run) decodeValueInstruction(inst map[string]any, action, source string) (*valueInstruction, error) {
 	dname := prop(inst, "destination")
-	d, ok := personModel[dname]
+	d, ok := r.model[dname]
 	if !ok {
 		r.report("Unknown destination in " + action + ": " + dname)
 		return nil, nil
@@ -94,7 +94,7 @@ func buildFieldStructured(r *run, inst map[string]any) (instr, error) {
 	if vi == nil {
 		return nil, err
 	}
-	if _, ok := personModel[structured]; !ok {
+	if _, ok := r.model[structured]; !ok {
 		r.report("Unknown structured value destination in field-structured: " + structured)
 		return nil, nil
 	}
@@ -133,7 +133,7 @@ func buildSetValue(r *run, inst map[string]any) (instr, error) {
 
 func buildRemoveValues(r *run, inst map[string]any) (instr, error) {
 	dname := prop(inst, "destination")
-	d, ok := personModel[dname]
+	d, ok := r.model[dname]
 	if !ok {
 		r.report("Unknown destination in remove-values: " + dname)
 		return nil, nil
@@ -323,7 +323,7 @@ func buildLoad(r *run, inst map[string]any) (instr, error) {
 
 func buildAssertDestination(r *run, inst map[string]any) (instr, error) {
 	dname := prop(inst, "destination")
-	if _, ok := personModel[dname]; !ok {
+	if _, ok := r.model[dname]; !ok {
 		r.report("Unknown destination in assert-destination: " + dname)
 		return nil, nil
 	}

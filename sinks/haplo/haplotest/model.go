@@ -1,6 +1,7 @@
 package haplotest
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -12,13 +13,16 @@ import (
 // value:person-name.
 
 const (
-	attrTitle  = "dc:attribute:title"
-	attrType   = "dc:attribute:type"
-	typePerson = "std:type:person"
+	attrTitle     = "dc:attribute:title"
+	attrType      = "dc:attribute:type"
+	attrBehaviour = "std:attribute:configured-behaviour"
+	typePerson    = "std:type:person"
 )
 
 // personSchema maps the attributes of std:type:person in the fake
-// application's schema to their data types.
+// application's schema to their data types. Like Haplo's default schema, it
+// lacks std:attribute:configured-behaviour unless Options.PersonHasBehaviour
+// adds it.
 var personSchema = map[string]string{
 	attrTitle:                        "person-name",
 	attrType:                         "object-type",
@@ -27,6 +31,20 @@ var personSchema = map[string]string{
 	"std:attribute:job-title":        "text",
 	"std:attribute:url":              "url",
 }
+
+// attributeTypes is the data type of every attribute the application defines,
+// whether or not std:type:person has it: the configured behaviour is a
+// configuration name (O.T_IDENTIFIER_CONFIGURATION_NAME).
+var attributeTypes = func() map[string]string {
+	m := map[string]string{attrBehaviour: "configuration-name"}
+	for code, typ := range personSchema {
+		m[code] = typ
+	}
+	return m
+}()
+
+// configName is what O.text(O.T_IDENTIFIER_CONFIGURATION_NAME, ...) accepts.
+var configName = regexp.MustCompile(`^[a-zA-Z0-9_-]+:[:a-zA-Z0-9_-]+$`)
 
 // nameDef is a Name of a destination: a slot for values.
 type nameDef struct {
@@ -41,15 +59,20 @@ type destination struct {
 	names  map[string]nameDef
 }
 
-var personModel = newPersonModel()
-
 // personDestinations is the model's destinations in the order Haplo checks them.
 var personDestinations = []string{"profile", "load:by-ref", "value:person-name"}
 
-func newPersonModel() map[string]*destination {
+// newPersonModel builds the model from std:type:person's attributes: the
+// profile destination has a Name for each. withBehaviour adds
+// std:attribute:configured-behaviour to the type, as an application must for
+// haplo:code-to-ref to find people.
+func newPersonModel(withBehaviour bool) map[string]*destination {
 	profile := &destination{name: "profile", object: true, names: map[string]nameDef{}}
 	for code, typ := range personSchema {
 		profile.names[code] = nameDef{typ: typ, required: code == attrTitle}
+	}
+	if withBehaviour {
+		profile.names[attrBehaviour] = nameDef{typ: attributeTypes[attrBehaviour]}
 	}
 	return map[string]*destination{
 		"profile": profile,
@@ -197,7 +220,7 @@ func (d *destination) committer(target any, t *transformation) func() error {
 			saved.saves = cur.saves
 		}
 		saved.saves++
-		s.objects[tg.id] = saved
+		s.putObject(saved)
 		tg.isNew = false
 		return nil
 	}
@@ -307,6 +330,22 @@ func (r *run) baseTransformer(typ string, spec map[string]any, source string) tr
 			}
 			return nil, nil
 		}
+	case "configuration-name":
+		// makeSimpleTextValueType: O.text throws for a bad code, which ends the
+		// whole request with result "error".
+		return func(v any) (any, error) {
+			if !truthy(v) {
+				return nil, nil
+			}
+			str, ok := v.(string)
+			if !ok {
+				return nil, errors.New("O.text(O.T_IDENTIFIER_CONFIGURATION_NAME,...) must be passed a String.")
+			}
+			if !configName.MatchString(str) {
+				return nil, errors.New("O.text(O.T_IDENTIFIER_CONFIGURATION_NAME,...) must be formed of a-zA-Z0-9_ and contain at least one : separator.")
+			}
+			return value{kind: "configuration-name", text: str}, nil
+		}
 	case "person-name":
 		return func(v any) (any, error) {
 			if v == nil {
@@ -349,10 +388,16 @@ func (r *run) filter(name string) (func(any) (any, error), bool) {
 			return nil, nil
 		}, true
 	case "haplo:code-to-ref":
-		// No object in this application has a configured behaviour.
+		// O.behaviourRefMaybe: the object whose std:attribute:configured-behaviour
+		// holds the code (the lowest id if several do), whatever its type.
 		return func(v any) (any, error) {
-			if ref, ok := v.(refValue); ok {
-				return ref, nil
+			switch v := v.(type) {
+			case string:
+				if id, ok := r.s.behaviourRef(v); ok {
+					return refValue(id), nil
+				}
+			case refValue:
+				return v, nil
 			}
 			return nil, nil
 		}, true

@@ -67,7 +67,7 @@ func (s *Server) handlePushData(w http.ResponseWriter, r *http.Request, c *calle
 
 // runImport transforms and commits each record of body. s.mu is held.
 func (s *Server) runImport(body []byte, resp *pushResponse) {
-	r := &run{s: s}
+	r := &run{s: s, model: s.model}
 	err := func() error {
 		var err error
 		if r.instructions, err = r.prepareList(s.control["instructions"]); err != nil {

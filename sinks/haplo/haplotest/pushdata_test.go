@@ -235,3 +235,116 @@ func TestPushDataUnknownActionInOtherwise(t *testing.T) {
 		t.Errorf("got %d %s, want 400 error", r.status, r.raw)
 	}
 }
+
+// With std:attribute:configured-behaviour on the person type, the shipped control
+// file writes a record's code to the profile and finds the profile by it.
+func TestPushDataProfileCodes(t *testing.T) {
+	s := start(t)
+	record := `{"first":"Ann","last":"Lee","email":"a@example.org","code":"idsync:person:E1"%s}`
+	ref := savedRef(t, push(t, s, strings.Replace(record, "%s", "", 1)), true)
+	if p, _ := s.Profile(ref); !cmp.Equal(p.Attrs[attrBehaviour], []string{"idsync:person:E1"}) {
+		t.Fatalf("profile %+v, want the code in %s", p, attrBehaviour)
+	}
+
+	// The same record again, without a ref: found by its code and unchanged, so
+	// nothing is saved and no ref comes back.
+	if p := pushed(t, push(t, s, strings.Replace(record, "%s", "", 1))); p.Result != "success" || len(p.Actions[0].Changed) != 0 || p.ErrorCount != 0 {
+		t.Fatalf("repeat: got %+v, want success with nothing saved", p)
+	}
+	// A touch code adds a second value: the profile is saved and its ref given.
+	if got := savedRef(t, push(t, s, strings.Replace(record, "%s", `,"touch":"idsync:touch:1"`, 1)), false); got != ref {
+		t.Errorf("touch: got ref %q, want %q", got, ref)
+	}
+	if p, _ := s.Profile(ref); !cmp.Equal(p.Attrs[attrBehaviour], []string{"idsync:person:E1", "idsync:touch:1"}) {
+		t.Errorf("after touch: %v", p.Attrs[attrBehaviour])
+	}
+	// With its ref the touch goes; with a stale ref the code finds the profile.
+	if got := savedRef(t, push(t, s, strings.Replace(record, "%s", `,"ref":"`+ref+`"`, 1)), false); got != ref {
+		t.Errorf("with ref: got ref %q, want %q", got, ref)
+	}
+	if got := savedRef(t, push(t, s, strings.Replace(record, "%s", `,"ref":"83w92","email":"b@example.org"`, 1)), false); got != ref {
+		t.Errorf("stale ref: got ref %q, want the profile found by its code %q", got, ref)
+	}
+	// Another code makes another profile; a record without a code is as before.
+	other := savedRef(t, push(t, s, `{"first":"Bo","last":"Ek","code":"idsync:person:E2"}`), true)
+	plain := savedRef(t, push(t, s, `{"first":"Bo","last":"Ek"}`), true)
+	if other == ref || plain == ref || plain == other || len(s.Profiles()) != 3 {
+		t.Errorf("refs %s %s %s, %d profiles: want three profiles", ref, other, plain, len(s.Profiles()))
+	}
+	if p, _ := s.Profile(plain); len(p.Attrs[attrBehaviour]) != 0 {
+		t.Errorf("a record without a code set %v", p.Attrs[attrBehaviour])
+	}
+	if p, _ := s.Profile(ref); !cmp.Equal(p.Attrs[attrBehaviour], []string{"idsync:person:E1"}) || p.Saves != 4 {
+		t.Errorf("profile %+v, want the code alone after 4 saves", p)
+	}
+
+	// A code Haplo does not accept as a configuration name: the whole request is
+	// an error, and nothing is saved.
+	before := len(s.Profiles())
+	r := push(t, s, `{"first":"Cy","last":"Ng","code":"not a code"}`)
+	if p := pushed(t, r); r.status != 400 || p.Result != "error" || len(p.Errors) != 1 ||
+		!strings.Contains(p.Errors[0], "O.text(O.T_IDENTIFIER_CONFIGURATION_NAME,...) must be formed of") || len(s.Profiles()) != before {
+		t.Errorf("bad code: got %d %s, %d profiles", r.status, r.raw, len(s.Profiles()))
+	}
+}
+
+// haplo:code-to-ref finds any object whose configured behaviour is the code, the
+// lowest id if several are, and follows changes of it.
+func TestCodeToRef(t *testing.T) {
+	s := start(t)
+	p1 := s.AddProfile(Profile{Attrs: map[string][]string{"dc:attribute:title": {"Ann Lee"}, attrBehaviour: {"idsync:person:E1"}}})
+	s.AddProfile(Profile{Attrs: map[string][]string{"dc:attribute:title": {"Ann Lee"}, attrBehaviour: {"idsync:person:E1"}}})
+	if got := savedRef(t, push(t, s, `{"first":"Ann","last":"Lee","code":"idsync:person:E1"}`), false); got != p1.Ref {
+		t.Errorf("got %s, want the lower ref %s", got, p1.Ref)
+	}
+	// Case matters, as in Haplo's identifier index.
+	if got := savedRef(t, push(t, s, `{"first":"Ann","last":"Lee","code":"idsync:person:e1"}`), true); got == p1.Ref {
+		t.Error("a code differing in case found the profile")
+	}
+	// A profile whose code is changed is no longer found by the old one.
+	push(t, s, `{"ref":"`+p1.Ref+`","first":"Ann","last":"Lee","code":"idsync:person:E9"}`)
+	s.mu.Lock()
+	id, ok := s.behaviourRef("idsync:person:E1")
+	s.mu.Unlock()
+	if !ok || formatRef(id) == p1.Ref {
+		t.Errorf("old code finds %s (%v), want the second profile", formatRef(id), ok)
+	}
+}
+
+// Haplo's default schema: std:type:person has no configured behaviour. The shipped
+// control file still works for records without a code, each request carrying the
+// setup errors; a code is skipped, so it finds nothing and a repeated record makes a
+// second profile. SetPersonHasBehaviour adds the attribute, as an administrator would.
+func TestPushDataDefaultSchema(t *testing.T) {
+	s := start(t, func(o *Options) { o.PersonHasBehaviour = false })
+	setupErrors := []string{
+		"Unknown name in field std:attribute:configured-behaviour for destination profile",
+		"Unknown name in field std:attribute:configured-behaviour for destination profile",
+	}
+	r := push(t, s, `{"first":"Ann","last":"Lee"}`)
+	ref := savedRef(t, r, true)
+	if p := pushed(t, r); !cmp.Equal(p.Errors, setupErrors) || p.ErrorCount != 2 {
+		t.Errorf("got errors %q (%d), want the setup errors", p.Errors, p.ErrorCount)
+	}
+	if got := savedRef(t, push(t, s, `{"ref":"`+ref+`","first":"Ann","last":"Leigh"}`), false); got != ref {
+		t.Errorf("update by ref: got %s, want %s", got, ref)
+	}
+	coded := `{"first":"Bo","last":"Ek","code":"idsync:person:E2"}`
+	a, b := savedRef(t, push(t, s, coded), true), savedRef(t, push(t, s, coded), true)
+	if a == b || len(s.Profiles()) != 3 {
+		t.Errorf("refs %s %s, %d profiles: want a second profile for the repeated record", a, b, len(s.Profiles()))
+	}
+	if p, _ := s.Profile(a); len(p.Attrs[attrBehaviour]) != 0 {
+		t.Errorf("the code was set: %v", p.Attrs[attrBehaviour])
+	}
+	// An invalid code is never transformed: no exception, just the missing title.
+	if p := pushed(t, push(t, s, `{"code":"not a code"}`)); p.Result != "failure" {
+		t.Errorf("probe-like record: got %+v, want failure", p)
+	}
+
+	s.SetPersonHasBehaviour(true)
+	c := savedRef(t, push(t, s, coded), true)
+	if p := pushed(t, push(t, s, coded)); len(p.Actions[0].Changed) != 0 || len(p.Errors) != 0 || len(s.Profiles()) != 4 {
+		t.Errorf("after the schema change: got %+v with %d profiles, want the profile %s found", p, len(s.Profiles()), c)
+	}
+}

@@ -45,6 +45,12 @@ type Options struct {
 	// besides std:type:person. Nil means every code shaped like "ns:type:name"
 	// exists, so a "past" type code need not be declared.
 	Types []string
+	// PersonHasBehaviour adds std:attribute:configured-behaviour to
+	// std:type:person, as an application must for a control file to set it on
+	// profiles (and so for haplo:code-to-ref to find them). Haplo's default
+	// schema lacks it: a control file that sets it then gets the setup error
+	// "Unknown name in field ..." with every request, and the value is skipped.
+	PersonHasBehaviour bool
 	// Latency is added to every request.
 	Latency time.Duration
 	// Seed seeds the randomness of fault injection.
@@ -96,12 +102,16 @@ type Server struct {
 	groups      []*principal                  // every group, so that codes resolve without scanning users
 	nextID      int
 	objects     map[int64]*object
+	behaviours  map[string]map[int64]bool // configured-behaviour code -> ids of objects holding it
 	nextObject  int64
+	model       map[string]*destination // the haplo:person data-import model
 	requests    map[string]int
 	keyFailures map[string][]time.Time // failed key look-ups by client IP
 	latency     time.Duration
 	faults      Faults
 	failNext    int
+	loseNext    int    // see LoseNext
+	loseLabel   string // "" for any endpoint
 	failStatus  int
 	rng         *rand.Rand
 	url         string
@@ -146,6 +156,8 @@ func New(opt Options) (*Server, error) {
 		index:       map[string]map[int]*principal{},
 		nextID:      100,
 		objects:     map[int64]*object{},
+		behaviours:  map[string]map[int64]bool{},
+		model:       newPersonModel(opt.PersonHasBehaviour),
 		nextObject:  firstObjectID,
 		requests:    map[string]int{},
 		keyFailures: map[string][]time.Time{},
@@ -299,8 +311,49 @@ func (s *Server) AddProfile(p Profile) Profile {
 	defer s.mu.Unlock()
 	o := importObject(p)
 	o.id = s.allocObject()
-	s.objects[o.id] = o
+	s.putObject(o)
 	return o.export()
+}
+
+// SetPersonHasBehaviour adds std:attribute:configured-behaviour to
+// std:type:person, or takes it away, as an administrator changing the
+// application's schema would. Requests from then on see the new schema;
+// objects keep their values. See Options.PersonHasBehaviour.
+func (s *Server) SetPersonHasBehaviour(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.model = newPersonModel(on)
+}
+
+// putObject stores o and indexes its configured behaviours. s.mu is held.
+func (s *Server) putObject(o *object) {
+	if old, ok := s.objects[o.id]; ok {
+		for _, v := range old.attrs[attrBehaviour] {
+			delete(s.behaviours[v.text], o.id)
+		}
+	}
+	s.objects[o.id] = o
+	for _, v := range o.attrs[attrBehaviour] {
+		if v.kind != "configuration-name" {
+			continue
+		}
+		if s.behaviours[v.text] == nil {
+			s.behaviours[v.text] = map[int64]bool{}
+		}
+		s.behaviours[v.text][o.id] = true
+	}
+}
+
+// behaviourRef is the object whose configured behaviour is code, the lowest
+// id if several are (Haplo's behaviour_ref: ORDER BY id LIMIT 1). s.mu is held.
+func (s *Server) behaviourRef(code string) (int64, bool) {
+	var found int64
+	for id := range s.behaviours[code] {
+		if found == 0 || id < found {
+			found = id
+		}
+	}
+	return found, found != 0
 }
 
 // SetLatency changes the latency added to every request.
@@ -323,6 +376,16 @@ func (s *Server) FailNext(n int, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failNext, s.failStatus = n, status
+}
+
+// LoseNext makes the next n requests to endpoint (a Requests label such as
+// "push-data"; "" for any) take effect and then lose their responses: the
+// connection is closed without an answer, as when a proxy or the network fails
+// after Haplo acted.
+func (s *Server) LoseNext(n int, endpoint string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loseNext, s.loseLabel = n, endpoint
 }
 
 func (s *Server) allocID() int {

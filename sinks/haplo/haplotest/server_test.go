@@ -25,9 +25,12 @@ func controlFile(t testing.TB) []byte {
 	return b
 }
 
+// start starts a server running the shipped control file, with the schema that
+// file is written for: std:type:person has std:attribute:configured-behaviour.
+// TestPushDataDefaultSchema runs it against Haplo's default schema.
 func start(t testing.TB, opts ...func(*Options)) *Server {
 	t.Helper()
-	opt := Options{ControlFile: controlFile(t), Groups: []string{"haplo:group:staff", "haplo:group:students"}, Seed: 1}
+	opt := Options{ControlFile: controlFile(t), Groups: []string{"haplo:group:staff", "haplo:group:students"}, Seed: 1, PersonHasBehaviour: true}
 	for _, f := range opts {
 		f(&opt)
 	}
@@ -319,6 +322,17 @@ func TestLoseResponsesAppliesTheWrite(t *testing.T) {
 	// A retry now finds the account: the client must adopt it.
 	r := users(t, s, "POST", "/api/v0-user/create", `{"nameFirst":"Ann","nameLast":"Lee","email":"ann@example.org"}`)
 	wantStatusKind(t, r, 400, "haplo:api-v0:user:creation-failed")
+
+	// LoseNext loses the next responses of one endpoint only.
+	s.LoseNext(1, "push-data")
+	users(t, s, "GET", "/api/v0-user/id/1", "")
+	if _, err := sendErr(s, "POST", "/api/push-data/"+s.ImportName(), basic("haplo", s.ImportAPIKey()), `{"first":"Ann","last":"Lee"}`); err == nil {
+		t.Fatal("push: got a response, want the connection dropped")
+	}
+	if n := len(s.Profiles()); n != 1 {
+		t.Errorf("got %d profiles, want the push applied", n)
+	}
+	savedRef(t, push(t, s, `{"first":"Ann","last":"Lee"}`), true)
 }
 
 func TestLatency(t *testing.T) {

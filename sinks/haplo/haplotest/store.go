@@ -70,7 +70,7 @@ func importObject(p Profile) *object {
 }
 
 func seededValue(code, text string) value {
-	kind := personSchema[code]
+	kind := attributeTypes[code]
 	switch kind {
 	case "person-name":
 		first, last := "", text

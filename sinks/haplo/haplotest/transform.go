@@ -15,7 +15,8 @@ const maxErrorsToReport = 500
 
 // run is one batch: one push-data request.
 type run struct {
-	s *Server
+	s     *Server
+	model map[string]*destination // the haplo:person model, as the schema is now
 
 	instructions   []instr
 	errors         []string
@@ -102,7 +103,7 @@ func (t *transformation) getTarget(name string) (any, error) {
 	if target, ok := t.targets[name]; ok {
 		return target, nil
 	}
-	d, ok := personModel[name]
+	d, ok := t.r.model[name]
 	if !ok {
 		return nil, fmt.Errorf("No destination when requesting target: %s", name)
 	}
@@ -118,7 +119,7 @@ func (t *transformation) getTarget(name string) (any, error) {
 // commitCurrent queues the commit of the destination's current target, if
 // any, so that a new or loaded one can replace it.
 func (t *transformation) commitCurrent(name string) (*destination, error) {
-	d, ok := personModel[name]
+	d, ok := t.r.model[name]
 	if !ok {
 		return nil, fmt.Errorf("Unknown destination: %s", name)
 	}
@@ -136,7 +137,7 @@ func (t *transformation) transform(record any) error {
 	}
 	if t.complete {
 		for _, name := range personDestinations {
-			d := personModel[name]
+			d := t.r.model[name]
 			if d.pseudo {
 				continue
 			}
@@ -149,7 +150,7 @@ func (t *transformation) transform(record any) error {
 func (t *transformation) commit() error {
 	committers := t.committers
 	for _, name := range t.order {
-		committers = append(committers, personModel[name].committer(t.targets[name], t))
+		committers = append(committers, t.r.model[name].committer(t.targets[name], t))
 	}
 	for _, c := range committers {
 		if err := c(); err != nil {
