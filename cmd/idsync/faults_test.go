@@ -87,3 +87,57 @@ func TestLostSnapshotAdopts(t *testing.T) {
 		t.Errorf("the run after that applied %v, want nothing", got)
 	}
 }
+
+// An administrator blocks an account, changes an email and removes a managed group by
+// hand: --verify finds it, and the same run repairs it.
+func TestVerifyRepairsDrift(t *testing.T) {
+	e := newEnv(t, 10, "")
+	e.mustRun(exitOK, "--once")
+	blocked, renamed := e.user("E00001"), e.user("E00002")
+	blocked.Blocked = true
+	renamed.Email = "by.hand@example.org"
+	renamed.Groups = []string{"haplo:group:sales"}
+	e.srv.SetUser(blocked)
+	e.srv.SetUser(renamed)
+	out := e.mustRun(exitOK, "--once", "--verify")
+	for _, want := range []string{"drift: sink haplo: E00001: blocked or unblocked", "drift: sink haplo: E00002: changed: email,groups"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if got := applied(e.lastRun()); got[dsync.EnableUser] != 1 || got[dsync.UpdateUser] != 1 || len(got) != 2 {
+		t.Errorf("repair applied %v, want one enable and one update", got)
+	}
+	e.checkServer(10)
+	if g := e.user("E00002").Groups; len(g) != 2 {
+		t.Errorf("groups after repair %v, want both managed groups back", g)
+	}
+	if out := e.mustRun(exitOK, "--once", "--verify"); strings.Contains(out, "drift") {
+		t.Errorf("a second verification found drift:\n%s", out)
+	}
+}
+
+// --rebuild-snapshot after a lost state file: nobody is created again, and a person
+// who then leaves is disabled, which adoption alone could not do.
+func TestRebuildSnapshot(t *testing.T) {
+	e := newEnv(t, 20, "")
+	e.mustRun(exitOK, "--once")
+	os.Remove(e.state)
+	before := len(e.srv.Users())
+	out := e.mustRun(exitOK, "--rebuild-snapshot")
+	if !strings.Contains(out, "20 accounts carry idsync's mark, 20 added") {
+		t.Errorf("rebuild printed %q", out)
+	}
+	e.rows = e.rows[1:]
+	e.writeCSV()
+	e.mustRun(exitOK, "--once")
+	if got := applied(e.lastRun()); got[dsync.DisableUser] != 1 || got[dsync.CreateUser] != 0 || got[dsync.CreateProfile] != 0 {
+		t.Errorf("after the rebuild applied %v, want one disable and no create", got)
+	}
+	if n := len(e.srv.Users()); n != before {
+		t.Errorf("%d users, want %d", n, before)
+	}
+	if u := e.user("E00000"); !u.Blocked {
+		t.Error("the leaver is not blocked")
+	}
+}
