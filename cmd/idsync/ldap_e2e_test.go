@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/idsync/idsync/internal/ldaptest"
 	"github.com/idsync/idsync/sinks/haplo"
@@ -151,4 +152,45 @@ func (e *env) userByUsername(uid string) haplotest.User {
 	}
 	e.t.Fatalf("no account with username %s", uid)
 	return haplotest.User{}
+}
+
+// The directory dies half-way through a paged read: the run fails, and nobody of the
+// thousands the snapshot holds is disabled.
+func TestLDAPDiesMidReadDisablesNobody(t *testing.T) {
+	e, dir := newLDAPEnv(t, ldaptest.People(20000), 8)
+	seedSnapshot(t, e)
+	os.WriteFile(e.config, []byte(strings.Replace(string(mustRead(t, e.config)), "page_size: 500", "page_size: 20", 1)), 0o600)
+	time.AfterFunc(150*time.Millisecond, dir.Kill)
+	code, out, _ := e.idsync(t.Context(), "--once", "--accept-guard")
+	if code != exitFailed || !strings.Contains(out, "run failed") {
+		t.Fatalf("exit %d, output %q; want %d and the failure", code, out, exitFailed)
+	}
+	if !strings.Contains(out, "page ") {
+		t.Errorf("the failure %q does not say which page: the kill may have come before the read", out)
+	}
+	if n := totalRequests(e.srv); n != 0 {
+		t.Errorf("%d requests to haplo after a failed read, want 0", n)
+	}
+}
+
+// Entries whose mail disappears are held: their accounts are left as they are.
+func TestLDAPMissingEmailHeld(t *testing.T) {
+	people := ldaptest.People(20)
+	e, dir := newLDAPEnv(t, people, 8)
+	e.mustRun(exitOK, "--once")
+	for _, p := range people[:3] {
+		dir.Modify(t, fmt.Sprintf("dn: %s\nchangetype: modify\ndelete: mail\n", ldaptest.PersonDN(dir.Suffix, p.UID)))
+	}
+	out := e.mustRun(exitOK, "--once")
+	if !strings.Contains(out, "3 identities held") || !strings.Contains(out, ": no mail") {
+		t.Errorf("output %q, want three held with their DNs", out)
+	}
+	if got := applied(e.lastRun()); len(got) != 0 {
+		t.Errorf("applied %v, want nothing: the three are held, not gone", got)
+	}
+	for _, p := range people[:3] {
+		if u := e.userByUsername(p.UID); u.Blocked || u.Email != p.Mail {
+			t.Errorf("%s: %+v, want untouched", p.UID, u)
+		}
+	}
 }
