@@ -90,6 +90,44 @@ var (
 // value cannot change the file's structure; an unset variable is an error, unless a
 // default is given: ${VAR:-default}.
 func LoadConfig(path string) (*Config, error) {
+	var subs []substitution
+	cfg, err := loadConfig(path, &subs)
+	if err != nil {
+		return nil, redact(err, subs)
+	}
+	return cfg, nil
+}
+
+// substitution is a value ${Name} put in the configuration.
+type substitution struct{ name, value string }
+
+// redact writes ${NAME} in an error wherever it shows a value taken from the
+// environment (or the first characters yaml quotes of one): a secret referenced in a
+// field that is checked must not end up in a log or on a terminal.
+func redact(err error, subs []substitution) error {
+	msg := err.Error()
+	changed := false
+	for _, s := range subs {
+		if len(s.value) < 4 {
+			continue // too short to be a secret, too common to replace
+		}
+		forms := []string{s.value}
+		if len(s.value) > 7 {
+			forms = append(forms, s.value[:7]) // yaml's type errors quote 7 characters
+		}
+		for _, f := range forms {
+			if strings.Contains(msg, f) {
+				msg, changed = strings.ReplaceAll(msg, f, "${"+s.name+"}"), true
+			}
+		}
+	}
+	if !changed {
+		return err
+	}
+	return errors.New(msg)
+}
+
+func loadConfig(path string, subs *[]substitution) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -112,7 +150,7 @@ func LoadConfig(path string) (*Config, error) {
 			}
 		}
 	}
-	errs = append(errs, expandEnv(&root, name)...)
+	errs = append(errs, expandEnv(&root, name, subs)...)
 	var cfg Config
 	if err := root.Decode(&cfg); errors.As(err, &typeErr) {
 		for _, msg := range typeErr.Errors {
@@ -167,8 +205,8 @@ func withFile(name, msg string) string {
 	return name + ": " + msg
 }
 
-// expandEnv replaces ${VAR} in every scalar value.
-func expandEnv(n *yaml.Node, file string) []error {
+// expandEnv replaces ${VAR} in every scalar value, and records what it put in.
+func expandEnv(n *yaml.Node, file string, subs *[]substitution) []error {
 	var errs []error
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
 		n.Value = envReference.ReplaceAllStringFunc(n.Value, func(ref string) string {
@@ -176,6 +214,7 @@ func expandEnv(n *yaml.Node, file string) []error {
 			v, ok := os.LookupEnv(m[1])
 			switch {
 			case ok && v != "":
+				*subs = append(*subs, substitution{m[1], v})
 				return v
 			case m[2] != "": // ${VAR:-default}
 				return m[2][2:]
@@ -194,7 +233,7 @@ func expandEnv(n *yaml.Node, file string) []error {
 		if n.Kind == yaml.MappingNode && i%2 == 0 {
 			continue
 		}
-		errs = append(errs, expandEnv(c, file)...)
+		errs = append(errs, expandEnv(c, file, subs)...)
 	}
 	return errs
 }
