@@ -175,6 +175,9 @@ func Normalize(id *Identity) {
 // nothing around it, one @ and a domain without spaces. Sources use it, so that every
 // source means the same by an invalid email.
 func ValidEmail(s string) bool {
+	if len(s) > MaxEmailBytes || CheckText(s, MaxEmailBytes) != "" {
+		return false
+	}
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || strings.Count(s, "@") != 1 {
 		return false

@@ -61,8 +61,8 @@ func (o outcome) String() string { return [...]string{"faithful", "held", "read 
 //     value with U+FFFD in place of the bad bytes; in the id column, held with an
 //     empty ID.
 //
-// Cases with bug set are where idsync does otherwise today; they are skipped until
-// the lead fixes the code.
+// Cases with bug set are where idsync did otherwise before the limits of
+// dsync.CheckID and dsync.CheckText: the field says what used to happen.
 func TestHostileValues(t *testing.T) {
 	const tenMB = 10 << 20
 	tests := []struct {
@@ -72,7 +72,7 @@ func TestHostileValues(t *testing.T) {
 		want outcome
 		// For held: the column the problem names, a word it contains, and the ID.
 		column, problem, wantID string
-		bug                     string // known bug: what happens today
+		bug                     string // what happened before the fix
 	}{
 		{name: "10 MB name", set: map[string]string{"given_name": strings.Repeat("a", tenMB)},
 			want: held, column: "given_name", problem: "long", wantID: "E1",
@@ -135,9 +135,6 @@ func TestHostileValues(t *testing.T) {
 		"family_name": "Lee", "status": "active", "teams": "eng", "job_title": "Lecturer", "phone": "+44 20 7946 0001"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.bug != "" {
-				t.Skip("known bug: " + tt.bug)
-			}
 			values := make([]string, len(columns))
 			for i, c := range columns {
 				v, ok := tt.set[c]

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	dsync "github.com/idsync/idsync/sync"
 )
@@ -22,28 +21,37 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 	if len(rec) != len(lay.header) {
 		problem("has %d fields, the header has %d", len(rec), len(lay.header))
 	}
-	// get returns column col's value, trimmed, and whether it is valid UTF-8; a column
-	// beyond the end of a short row is empty.
-	get := func(col int) (string, bool) {
+	// get returns column col's value, trimmed, and whether it is acceptable text of at
+	// most max characters (dsync.CheckText); a column beyond the end of a short row is
+	// empty.
+	get := func(col, max int) (string, bool) {
 		if col < 0 || col >= len(rec) {
 			return "", true
 		}
 		v := strings.TrimSpace(rec[col])
-		if !utf8.ValidString(v) {
-			problem("column %q: invalid UTF-8", lay.header[col])
+		check := dsync.CheckText
+		if max == dsync.MaxAttrRunes {
+			check = dsync.CheckMultiline
+		}
+		if p := check(v, max); p != "" {
+			problem("column %q: %s", lay.header[col], p)
+			if len(v) > 256 {
+				v = v[:256]
+			}
 			return strings.ToValidUTF8(v, "\uFFFD"), false
 		}
 		return v, true
 	}
 
-	if v, ok := get(lay.id); ok {
-		if v == "" {
-			problem("column %q: empty id", lay.header[lay.id])
+	if v, ok := get(lay.id, dsync.MaxIDBytes); ok {
+		if p := dsync.CheckID(v); p != "" {
+			problem("column %q: %s", lay.header[lay.id], p)
+		} else {
+			id.ID = v
 		}
-		id.ID = v
 	}
-	id.Username, _ = get(lay.username)
-	email, ok := get(lay.email)
+	id.Username, _ = get(lay.username, dsync.MaxTextRunes)
+	email, ok := get(lay.email, dsync.MaxEmailBytes)
 	switch {
 	case !ok:
 	case email == "":
@@ -52,13 +60,13 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 		problem("column %q: invalid email %q", lay.header[lay.email], email)
 	}
 	id.Email = email
-	id.FirstName, _ = get(lay.firstName)
-	id.LastName, _ = get(lay.lastName)
-	id.DisplayName, _ = get(lay.displayName)
+	id.FirstName, _ = get(lay.firstName, dsync.MaxTextRunes)
+	id.LastName, _ = get(lay.lastName, dsync.MaxTextRunes)
+	id.DisplayName, _ = get(lay.displayName, dsync.MaxTextRunes)
 
 	id.Active, maybeActive = true, true
 	if lay.active >= 0 {
-		v, ok := get(lay.active)
+		v, ok := get(lay.active, dsync.MaxTextRunes)
 		active, known := s.active[activeKey(v)]
 		switch {
 		case !ok:
@@ -73,7 +81,7 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 	}
 
 	if lay.groups >= 0 {
-		v, _ := get(lay.groups)
+		v, _ := get(lay.groups, dsync.MaxAttrRunes)
 		if v != "" {
 			id.Groups = make([]string, 0, strings.Count(v, s.cfg.GroupSeparator)+1)
 		}
@@ -85,7 +93,7 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 	}
 	var values []string // one allocation for all the attributes' values
 	for _, a := range lay.attrs {
-		if v, _ := get(a.col); v != "" {
+		if v, _ := get(a.col, dsync.MaxAttrRunes); v != "" {
 			if id.Attributes == nil {
 				id.Attributes = make(map[string][]string, len(lay.attrs))
 				values = make([]string, 0, len(lay.attrs))
