@@ -3,11 +3,11 @@ package ldap
 import (
 	"encoding/binary"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -88,30 +88,63 @@ func (m *mapper) identity(e *ldap.Entry) dsync.Identity {
 	id.LastName = first(e, a.LastName)
 	id.DisplayName = first(e, a.DisplayName)
 	for _, name := range sortedKeys(m.cfg.ProfileAttributes) {
-		if v := values(e, m.cfg.ProfileAttributes[name]); v != nil && len(v.Values) > 0 {
-			if id.Attributes == nil {
-				id.Attributes = make(map[string][]string)
-			}
-			id.Attributes[name] = slices.Clone(v.Values)
+		attr := m.cfg.ProfileAttributes[name]
+		v := values(e, attr)
+		if v == nil || len(v.Values) == 0 {
+			continue
 		}
+		if id.Attributes == nil {
+			id.Attributes = make(map[string][]string)
+		}
+		vals := slices.Clone(v.Values)
+		for i, val := range vals {
+			if p := dsync.CheckMultiline(val, dsync.MaxAttrRunes); p != "" {
+				problem("%s: %s", attr, p)
+				vals[i] = printable(val)
+			}
+		}
+		id.Attributes[name] = vals
 	}
 	if attr := m.cfg.Groups.MemberOf; attr != "" {
 		if v := values(e, attr); v != nil {
 			for _, dn := range v.Values {
-				if g := m.groupName(dn); g != "" {
+				g := m.groupName(dn)
+				if p := dsync.CheckText(g, dsync.MaxTextRunes); p != "" {
+					problem("%s: group %s", attr, p)
+					continue
+				}
+				if g != "" {
 					id.Groups = append(id.Groups, g)
 				}
 			}
 		}
 	}
 	id.Active = m.active(e, problem)
-	for _, f := range []*string{&id.Username, &id.Email, &id.FirstName, &id.LastName, &id.DisplayName} {
-		if !utf8.ValidString(*f) {
-			problem("invalid UTF-8 in %q", *f)
-			*f = strings.ToValidUTF8(*f, "\uFFFD")
+	fields := []struct {
+		attr string
+		v    *string
+		max  int
+	}{
+		{a.Username, &id.Username, dsync.MaxTextRunes}, {a.Email, &id.Email, dsync.MaxEmailBytes},
+		{a.FirstName, &id.FirstName, dsync.MaxTextRunes}, {a.LastName, &id.LastName, dsync.MaxTextRunes},
+		{a.DisplayName, &id.DisplayName, dsync.MaxTextRunes},
+	}
+	for _, f := range fields {
+		if p := dsync.CheckText(*f.v, f.max); p != "" {
+			problem("%s: %s", f.attr, p)
+			*f.v = printable(*f.v)
 		}
 	}
 	return id
+}
+
+// printable shortens and mends a rejected value, so that what is kept of it (for the
+// report) is valid UTF-8 of a sane length.
+func printable(s string) string {
+	if len(s) > 256 {
+		s = s[:256]
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // anchor reads the id: one value, non-empty; objectGUID is AD's 16-byte binary GUID,
@@ -136,8 +169,8 @@ func (m *mapper) anchor(e *ldap.Entry, problem func(string, ...any)) string {
 		return guidString(raw)
 	}
 	s := strings.TrimSpace(string(raw))
-	if s == "" || !utf8.ValidString(s) {
-		problem("%s is empty or not UTF-8", attr)
+	if p := dsync.CheckID(s); p != "" {
+		problem("%s: %s", attr, p)
 		return ""
 	}
 	return s
@@ -228,7 +261,8 @@ func groupName(dn, how string) string {
 }
 
 // canonicalDN is a DN in one spelling, for comparing: attribute types and values
-// lowercased, no spaces around separators. "" when it does not parse.
+// lowercased, the parts of a multi-valued RDN sorted, RFC 4514's special characters
+// escaped, no spaces around separators. "" when it does not parse.
 func canonicalDN(dn string) string {
 	parsed, err := ldap.ParseDN(dn)
 	if err != nil {
@@ -239,13 +273,36 @@ func canonicalDN(dn string) string {
 		if i > 0 {
 			b.WriteByte(',')
 		}
+		parts := make([]string, len(rdn.Attributes))
 		for j, a := range rdn.Attributes {
-			if j > 0 {
-				b.WriteByte('+')
+			if !attrType.MatchString(a.Type) {
+				return "" // not an attribute type: no DN a directory would hold
 			}
-			b.WriteString(strings.ToLower(a.Type))
-			b.WriteByte('=')
-			b.WriteString(strings.ToLower(a.Value))
+			parts[j] = strings.ToLower(a.Type) + "=" + escapeDNValue(strings.ToLower(a.Value))
+		}
+		slices.Sort(parts)
+		b.WriteString(strings.Join(parts, "+"))
+	}
+	return b.String()
+}
+
+// attrType is an attribute type: a descriptor or a numeric OID (RFC 4512).
+var attrType = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)*)$`)
+
+// escapeDNValue escapes an attribute value as RFC 4514 says, leaving UTF-8 as it is.
+func escapeDNValue(v string) string {
+	var b strings.Builder
+	for i, r := range v {
+		switch {
+		case strings.ContainsRune(`,+"\<>;=`, r),
+			i == 0 && (r == ' ' || r == '#'),
+			i == len(v)-1 && r == ' ':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == 0:
+			b.WriteString(`\00`)
+		default:
+			b.WriteRune(r)
 		}
 	}
 	return b.String()
