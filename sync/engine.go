@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 )
 
@@ -178,7 +179,7 @@ func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) error {
 			return fmt.Errorf("sink %s: read snapshot: %w", s.Name, err)
 		}
 		snaps[i] = snap
-		plan := Diff(snap, desired.Identities, DiffOptions{
+		plan := Diff(snap, checked(s, desired.Identities), DiffOptions{
 			Schema: s.Sink.Schema(), Complete: desired.Complete, DeleteAfter: s.DeleteAfter, Now: sum.Started,
 		})
 		plan.Sink = s.Name
@@ -241,4 +242,35 @@ func (e *Engine) lastGood() (int, error) {
 		}
 	}
 	return 0, nil
+}
+
+// checked returns the desired identities as the sink may take them: those its Checker
+// refuses are marked with its problems, so that this sink holds them. The map is
+// copied only when something is refused.
+func checked(s SinkSpec, desired map[string]Identity) map[string]Identity {
+	c, ok := s.Sink.(Checker)
+	if !ok {
+		return desired
+	}
+	var out map[string]Identity
+	for id, want := range desired {
+		if !want.Valid() {
+			continue
+		}
+		problems := c.Check(&want)
+		if len(problems) == 0 {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(desired)
+		}
+		for _, p := range problems {
+			want.Problems = append(want.Problems, want.Where()+": sink "+s.Name+": "+p)
+		}
+		out[id] = want
+	}
+	if out == nil {
+		return desired
+	}
+	return out
 }

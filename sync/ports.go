@@ -24,6 +24,14 @@ type Sink interface {
 	Schema() Schema
 }
 
+// Checker is a sink with rules of its own on what it accepts (Haplo's email pattern,
+// required names). The engine finds it by type assertion and holds, in that sink only,
+// every identity Check finds problems with: nothing is created that could not be
+// finished.
+type Checker interface {
+	Check(id *Identity) []string
+}
+
 // Schema describes what a sink holds per identity.
 type Schema struct {
 	// User is the set of fields the account takes.

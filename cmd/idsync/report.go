@@ -101,10 +101,13 @@ func printSummary(w io.Writer, rep *dsync.Report) {
 			fmt.Fprintf(w, "  %s %s: %s\n", e.Kind, e.ID, e.Error)
 		}
 	}
-	if sum.Held > 0 {
-		fmt.Fprintf(w, "%d identities held (present but invalid), left as they are:\n", sum.Held)
-		for _, p := range rep.Problems {
-			fmt.Fprintf(w, "  %s\n", p)
+	for _, p := range rep.Plans {
+		if len(p.Held) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "sink %s: %d identities held (present but invalid), left as they are:\n", p.Sink, len(p.Held))
+		for _, h := range p.Held {
+			fmt.Fprintf(w, "  %s: %s\n", h.ID, strings.Join(h.Reason, "; "))
 		}
 	}
 	if len(sum.Guards) > 0 || len(rep.Unanchored) > 0 {

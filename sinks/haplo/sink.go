@@ -774,3 +774,22 @@ func (s *Sink) Owned(ctx context.Context) ([]dsync.Entry, error) {
 	}
 	return slices.DeleteFunc(entries, func(e dsync.Entry) bool { return e.ID == "" }), nil
 }
+
+var _ dsync.Checker = (*Sink)(nil)
+
+// haploEmail is the platform's K_EMAIL_VALIDATION_REGEX: ASCII only, so an
+// internationalised domain in UTF-8 is refused.
+var haploEmail = regexp.MustCompile("^[a-zA-Z0-9!#$%*/?|^{}`~&'+=_.-]+@[a-zA-Z0-9-]+\\.[a-zA-Z0-9.-]+$")
+
+// Check holds the people Haplo would refuse, before anything is made for them: an
+// email outside its pattern, or an empty first or last name (both are required).
+func (s *Sink) Check(id *dsync.Identity) []string {
+	var problems []string
+	if !haploEmail.MatchString(id.Email) {
+		problems = append(problems, fmt.Sprintf("Haplo refuses the email %q (ASCII letters, digits and !#$%%*/?|^{}`~&'+=_.- only; an internationalised domain must be given in its xn-- form)", id.Email))
+	}
+	if strings.TrimSpace(id.FirstName) == "" || strings.TrimSpace(id.LastName) == "" {
+		problems = append(problems, "Haplo needs a first and a last name")
+	}
+	return problems
+}
