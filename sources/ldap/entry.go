@@ -3,6 +3,7 @@ package ldap
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -30,7 +31,7 @@ func newMapper(cfg *Config, source string) *mapper {
 func (m *mapper) attributes() []string {
 	a := m.cfg.Attributes
 	attrs := []string{a.ID, a.Username, a.Email, a.FirstName, a.LastName, a.DisplayName}
-	for _, name := range sortedKeys(m.cfg.ProfileAttributes) {
+	for _, name := range slices.Sorted(maps.Keys(m.cfg.ProfileAttributes)) {
 		attrs = append(attrs, m.cfg.ProfileAttributes[name])
 	}
 	if m.cfg.Groups.MemberOf != "" {
@@ -87,7 +88,7 @@ func (m *mapper) identity(e *ldap.Entry) dsync.Identity {
 	id.FirstName = first(e, a.FirstName)
 	id.LastName = first(e, a.LastName)
 	id.DisplayName = first(e, a.DisplayName)
-	for _, name := range sortedKeys(m.cfg.ProfileAttributes) {
+	for _, name := range slices.Sorted(maps.Keys(m.cfg.ProfileAttributes)) {
 		attr := m.cfg.ProfileAttributes[name]
 		v := values(e, attr)
 		if v == nil || len(v.Values) == 0 {
@@ -306,13 +307,4 @@ func escapeDNValue(v string) string {
 		}
 	}
 	return b.String()
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
