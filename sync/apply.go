@@ -117,6 +117,10 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 			sum.Applied[r.op.Kind]++
 			m.operation(s.Name, r.op.Kind, "success")
 			inARow = 0
+			if drifted := e.drifted[s.Name]; drifted[r.op.ID] {
+				delete(drifted, r.op.ID)
+				m.driftRepaired(s.Name)
+			}
 		}
 	}
 	sum.Applied, sum.Failed, sum.Skipped = nilIfEmpty(sum.Applied), nilIfEmpty(sum.Failed), nilIfEmpty(sum.Skipped)

@@ -51,6 +51,9 @@ type Engine struct {
 	store   Store
 	opt     Options
 	log     *slog.Logger
+	// drifted holds, per sink, the identities the last Verify found changed by hand,
+	// until an operation on them succeeds: the repair.
+	drifted map[string]map[string]bool
 }
 
 // New returns an engine. It does no I/O.

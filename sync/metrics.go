@@ -24,6 +24,7 @@ type Metrics struct {
 	panics             prometheus.Counter
 	breakerTrips       *prometheus.CounterVec
 	drifts             *prometheus.CounterVec
+	driftRepairs       *prometheus.CounterVec
 	requestDuration    *prometheus.HistogramVec
 	retries            *prometheus.CounterVec
 }
@@ -75,6 +76,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		drifts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idsync_drift_found_total", Help: "Accounts found changed outside idsync by a verification, by kind: field, active, gone. The next run repairs them.",
 		}, []string{"sink", "kind"}),
+		driftRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idsync_drift_repaired_total", Help: "Accounts found changed outside idsync that a run then put right.",
+		}, []string{"sink"}),
 		breakerTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idsync_circuit_breaker_trips_total", Help: "Runs in which the sink's circuit breaker opened after too many failures in a row.",
 		}, []string{"sink"}),
@@ -88,7 +92,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.runs, m.runDuration, m.phaseDuration, m.lastRun, m.lastSuccess, m.sourceIdentities,
 		m.sourceReadErrors, m.planned, m.operations, m.guardTrips, m.snapshotIdentities, m.panics,
-		m.breakerTrips, m.drifts, m.requestDuration, m.retries)
+		m.breakerTrips, m.drifts, m.driftRepairs, m.requestDuration, m.retries)
 	for _, r := range []Result{ResultSuccess, ResultPartial, ResultFailed, ResultHeld, ResultDryRun} {
 		m.runs.WithLabelValues(string(r))
 	}
@@ -137,6 +141,7 @@ func (m *Metrics) sinks(names []string) {
 	}
 	for _, s := range names {
 		m.breakerTrips.WithLabelValues(s)
+		m.driftRepairs.WithLabelValues(s)
 		for _, k := range []string{"field", "active", "gone"} {
 			m.drifts.WithLabelValues(s, k)
 		}
@@ -232,5 +237,11 @@ func (m *Metrics) drift(sink string, d Drift) {
 	}
 	if d.Gone {
 		m.drifts.WithLabelValues(sink, "gone").Inc()
+	}
+}
+
+func (m *Metrics) driftRepaired(sink string) {
+	if m != nil {
+		m.driftRepairs.WithLabelValues(sink).Inc()
 	}
 }

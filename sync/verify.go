@@ -32,6 +32,7 @@ type Drift struct {
 // or disable, a deleted account a create. It changes nothing in the sinks itself.
 func (e *Engine) Verify(ctx context.Context) ([]Drift, error) {
 	var drifts []Drift
+	e.drifted = make(map[string]map[string]bool)
 	for _, s := range e.sinks {
 		r, ok := s.Sink.(Reader)
 		if !ok {
@@ -91,6 +92,10 @@ func (e *Engine) verify(ctx context.Context, s SinkSpec, r Reader) ([]Drift, err
 		}
 		e.opt.Metrics.drift(s.Name, d)
 		drifts = append(drifts, d)
+		if e.drifted[s.Name] == nil {
+			e.drifted[s.Name] = make(map[string]bool)
+		}
+		e.drifted[s.Name][en.ID] = true
 	}
 	return drifts, nil
 }

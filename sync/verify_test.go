@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"maps"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // readableSink is a fakeSink whose accounts can be read back, and changed by "hand".
@@ -60,8 +63,10 @@ func TestVerifyFindsAndRepairsDrift(t *testing.T) {
 	if len(got) != 4 || got["E001"].Fields != FieldEmail || !got["E002"].Active || !got["E009"].Active || !got["E003"].Gone {
 		t.Fatalf("drifts %+v, want E001 email, E002 and E009 active, E003 gone", drifts)
 	}
-	// The next run repairs them, and only them.
+	// The next run repairs them, and only them, and counts the repairs.
 	sink.changed, sink.gone = nil, nil
+	m := NewMetrics(prometheus.NewRegistry())
+	e.opt.Metrics = m
 	rep, err := e.Run(t.Context(), RunOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +74,9 @@ func TestVerifyFindsAndRepairsDrift(t *testing.T) {
 	want := map[OpKind]int{UpdateUser: 1, EnableUser: 1, DisableUser: 1, CreateUser: 1}
 	if got := rep.Summary.Sinks[0].Applied; !maps.Equal(got, want) {
 		t.Errorf("repair applied %v, want %v", got, want)
+	}
+	if got := testutil.ToFloat64(m.driftRepairs.WithLabelValues("app")); got != 4 {
+		t.Errorf("idsync_drift_repaired_total = %g, want 4", got)
 	}
 	if drifts, _ := e.Verify(t.Context()); len(drifts) != 0 {
 		t.Errorf("after the repair, drifts %+v, want none", drifts)
