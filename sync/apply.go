@@ -189,6 +189,12 @@ func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []
 		if err != nil {
 			entry.LastError, entry.LastErrorAt = fmt.Sprintf("%s: %v", op.Kind, err), e.opt.Now()
 			entry.Failures++
+			if errors.Is(err, ErrNotFound) && op.Kind != CreateProfile && op.Kind != CreateUser && op.Kind != UpdateProfile {
+				// The account was deleted behind idsync's back: forget it, so that
+				// the next run creates it again if the person is still there.
+				entry.User, entry.UserID, entry.DisabledAt = nil, "", time.Time{}
+				e.log.Warn("the account no longer exists: it is created again on the next run if the person is active", "sink", s.Name, "op", op)
+			}
 			results <- opResult{op: op, err: err, entries: added()}
 			for _, rest := range chain[i+1:] {
 				results <- opResult{op: rest, skipped: true}

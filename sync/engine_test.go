@@ -438,3 +438,28 @@ func TestCircuitBreaker(t *testing.T) {
 		t.Errorf("after recovery %d users, want 200", got)
 	}
 }
+
+// An account deleted behind idsync's back: the update meets ErrNotFound, the entry
+// forgets the account, and the next run creates it again.
+func TestNotFoundConverges(t *testing.T) {
+	store, sink := newMemStore(), &fakeSink{}
+	all := people(3)
+	if _, err := newTestEngine(all, sink, store).Run(t.Context(), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	changed := slices.Clone(all)
+	changed[1].Email = "new@example.org"
+	sink.fail = map[string]error{"update_user E001": fmt.Errorf("no such user: %w", ErrNotFound)}
+	if _, err := newTestEngine(changed, sink, store).Run(t.Context(), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sink.fail = nil
+	rep, err := newTestEngine(changed, sink, store).Run(t.Context(), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The profile took the new email in the run that met the not-found.
+	if got := rep.Summary.Sinks[0].Applied; !maps.Equal(got, map[OpKind]int{CreateUser: 1}) {
+		t.Errorf("after the not-found, applied %v, want the account created again", got)
+	}
+}
