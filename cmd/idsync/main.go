@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/idsync/idsync/internal/httpapi"
 	"github.com/idsync/idsync/sinks/haplo"
 	"github.com/idsync/idsync/sources/csv"
 	"github.com/idsync/idsync/sources/ldap"
@@ -272,7 +273,7 @@ func build(cfg *Config, metrics *dsync.Metrics, log *slog.Logger) ([]dsync.Sourc
 		sources = append(sources, dsync.SourceSpec{Name: sc.Name, Source: src})
 	}
 	for i, sc := range cfg.Sinks {
-		var obs haplo.Observer
+		var obs httpapi.Observer
 		if metrics != nil {
 			obs = metrics.SinkObserver(sc.Name)
 		}

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/idsync/idsync/internal/httpapi"
 	"github.com/idsync/idsync/internal/secret"
 	dsync "github.com/idsync/idsync/sync"
 )
@@ -48,7 +49,7 @@ var _ dsync.Sink = (*Sink)(nil)
 // New builds a sink from its configuration, reading the key files. It does not
 // contact Haplo. hc may be nil for a default client with the configured timeout, and
 // obs nil for no measurements.
-func New(cfg Config, hc *http.Client, obs Observer, log *slog.Logger) (*Sink, error) {
+func New(cfg Config, hc *http.Client, obs httpapi.Observer, log *slog.Logger) (*Sink, error) {
 	if errs := cfg.Validate("haplo"); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -59,27 +60,23 @@ func New(cfg Config, hc *http.Client, obs Observer, log *slog.Logger) (*Sink, er
 		return nil, err
 	}
 	if hc == nil {
-		// Keep a connection per worker: the default keeps 2 idle per host, and
-		// every other request would pay for a new connection (and TLS handshake).
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = cfg.Concurrency
-		hc = &http.Client{Timeout: cfg.Timeout, Transport: tr}
+		hc = httpapi.NewHTTPClient(cfg.Timeout, cfg.Concurrency)
 	}
-	if obs == nil {
-		obs = noObserver{}
+	var limit *rate.Limiter
+	if cfg.RateLimit > 0 {
+		limit = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(cfg.Burst, 1))
 	}
 	s := &Sink{
 		cfg: cfg,
 		cl: &client{
-			obs:  obs,
-			base: strings.TrimSuffix(cfg.URL, "/"), http: hc, userKey: userKey, importKey: importKey,
-			maxRetries: *cfg.MaxRetries, log: log, sleep: sleepCtx,
+			api: httpapi.New(httpapi.Client{
+				Base: strings.TrimSuffix(cfg.URL, "/"), HTTP: hc, Limit: limit, MaxRetries: *cfg.MaxRetries,
+				Obs: obs, Log: log, Error: apiError,
+			}),
+			userKey: userKey, importKey: importKey,
 		},
 		managed: make(map[string]bool),
 		log:     log,
-	}
-	if cfg.RateLimit > 0 {
-		s.cl.limit = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(cfg.Burst, 1))
 	}
 	for _, code := range cfg.Groups {
 		s.managed[code] = true

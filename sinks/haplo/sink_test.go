@@ -48,7 +48,7 @@ func newTestSinkOpt(t *testing.T, opt haplotest.Options, edit func(*Config)) (*S
 		t.Fatal(err)
 	}
 	var waits []time.Duration
-	s.cl.sleep = func(ctx context.Context, d time.Duration) error {
+	s.cl.api.Sleep = func(ctx context.Context, d time.Duration) error {
 		waits = append(waits, d)
 		return ctx.Err()
 	}
