@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/idsync/idsync/sinks/haplo"
+	"github.com/idsync/idsync/sinks/scim"
 	"github.com/idsync/idsync/sources/csv"
 	"github.com/idsync/idsync/sources/ldap"
 	dsync "github.com/idsync/idsync/sync"
@@ -64,6 +65,7 @@ type SinkConfig struct {
 	// sent to the sink in this run (default 10; 0 turns it off).
 	CircuitBreaker *int          `yaml:"circuit_breaker"`
 	Haplo          *haplo.Config `yaml:"haplo"`
+	SCIM           *scim.Config  `yaml:"scim"`
 }
 
 // breakAfter is the sink's circuit breaker threshold.
@@ -193,6 +195,10 @@ func (c *Config) resolvePaths(dir string) {
 		if s.Haplo != nil {
 			abs(&s.Haplo.UserAPIKeyFile)
 			abs(&s.Haplo.ImportAPIKeyFile)
+		}
+		if s.SCIM != nil {
+			abs(&s.SCIM.TokenFile)
+			abs(&s.SCIM.PasswordFile)
 		}
 	}
 }
@@ -327,10 +333,14 @@ func (c *Config) Validate() []error {
 			bad(path+".circuit_breaker", "%d: failures in a row, or 0 for no breaker", *s.CircuitBreaker)
 		}
 		switch {
-		case s.Haplo == nil:
-			bad(path, "needs a type: haplo")
-		default:
+		case s.Haplo != nil && s.SCIM != nil:
+			bad(path, "one type only: haplo or scim")
+		case s.Haplo != nil:
 			errs = append(errs, s.Haplo.Validate(path+".haplo")...)
+		case s.SCIM != nil:
+			errs = append(errs, s.SCIM.Validate(path+".scim")...)
+		default:
+			bad(path, "needs a type: haplo or scim")
 		}
 	}
 	return errs
@@ -383,11 +393,16 @@ func (c *Config) secretFiles() []string {
 		}
 	}
 	for _, s := range c.Sinks {
+		var candidates []string
 		if s.Haplo != nil {
-			for _, f := range []string{s.Haplo.UserAPIKeyFile, s.Haplo.ImportAPIKeyFile} {
-				if f != "" {
-					files = append(files, f)
-				}
+			candidates = append(candidates, s.Haplo.UserAPIKeyFile, s.Haplo.ImportAPIKeyFile)
+		}
+		if s.SCIM != nil {
+			candidates = append(candidates, s.SCIM.TokenFile, s.SCIM.PasswordFile)
+		}
+		for _, f := range candidates {
+			if f != "" {
+				files = append(files, f)
 			}
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/idsync/idsync/internal/httpapi"
 	"github.com/idsync/idsync/sinks/haplo"
+	"github.com/idsync/idsync/sinks/scim"
 	"github.com/idsync/idsync/sources/csv"
 	"github.com/idsync/idsync/sources/ldap"
 	"github.com/idsync/idsync/state"
@@ -277,9 +278,24 @@ func build(cfg *Config, metrics *dsync.Metrics, log *slog.Logger) ([]dsync.Sourc
 		if metrics != nil {
 			obs = metrics.SinkObserver(sc.Name)
 		}
-		sink, err := haplo.New(*sc.Haplo, nil, obs, log.With("sink", sc.Name))
+		slog := log.With("sink", sc.Name)
+		var (
+			sink interface {
+				dsync.Sink
+				Concurrency() int
+			}
+			err error
+		)
+		switch {
+		case sc.Haplo != nil:
+			sink, err = haplo.New(*sc.Haplo, nil, obs, slog)
+			err = prefix(fmt.Sprintf("sinks[%d].haplo", i), err)
+		case sc.SCIM != nil:
+			sink, err = scim.New(*sc.SCIM, nil, obs, slog)
+			err = prefix(fmt.Sprintf("sinks[%d].scim", i), err)
+		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("sinks[%d].haplo: %w", i, err))
+			errs = append(errs, err)
 			continue
 		}
 		sinks = append(sinks, dsync.SinkSpec{

@@ -246,24 +246,36 @@ func (s *Server) do(method, u string, body any) (*http.Response, error) {
 // Users returns every user resource on the server, as decoded JSON.
 func (s *Server) Users(tb testing.TB) []map[string]any {
 	tb.Helper()
+	return s.list(tb, "Users")
+}
+
+// Groups returns every group resource on the server, as decoded JSON.
+func (s *Server) Groups(tb testing.TB) []map[string]any {
+	tb.Helper()
+	return s.list(tb, "Groups")
+}
+
+// list pages through every resource of a kind.
+func (s *Server) list(tb testing.TB, kind string) []map[string]any {
+	tb.Helper()
 	var all []map[string]any
 	for {
 		q := url.Values{"startIndex": {strconv.Itoa(len(all) + 1)}, "count": {"100"}}
-		resp, err := s.do(http.MethodGet, s.URL+"/Users?"+q.Encode(), nil)
+		resp, err := s.do(http.MethodGet, s.URL+"/"+kind+"?"+q.Encode(), nil)
 		if err != nil {
-			tb.Fatalf("scimtest: GET Users: %v", err)
+			tb.Fatalf("scimtest: GET %s: %v", kind, err)
 		}
 		b, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != http.StatusOK {
-			tb.Fatalf("scimtest: GET Users: %s %v: %s", resp.Status, err, b)
+			tb.Fatalf("scimtest: GET %s: %s %v: %s", kind, resp.Status, err, b)
 		}
 		var page struct {
 			TotalResults int              `json:"totalResults"`
 			Resources    []map[string]any `json:"Resources"`
 		}
 		if err := json.Unmarshal(b, &page); err != nil {
-			tb.Fatalf("scimtest: GET Users: %v: %s", err, b)
+			tb.Fatalf("scimtest: GET %s: %v: %s", kind, err, b)
 		}
 		all = append(all, page.Resources...)
 		if len(page.Resources) == 0 || len(all) >= page.TotalResults {

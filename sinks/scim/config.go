@@ -1,0 +1,115 @@
+package scim
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+)
+
+// Config is a scim sink's section of the configuration.
+type Config struct {
+	// URL is the SCIM base URL, the one /Users is under: https://app.example.org/scim/v2.
+	URL string `yaml:"url"`
+	// Token is a bearer token; or Username and Password for HTTP basic auth.
+	Token        string `yaml:"token"`
+	TokenFile    string `yaml:"token_file"`
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	// UserName is what becomes the SCIM userName: "username" (default) or "email".
+	UserName string `yaml:"user_name"`
+	// Enterprise maps identity attributes to the enterprise extension's fields
+	// (employeeNumber, costCenter, organization, division, department).
+	Enterprise map[string]string `yaml:"enterprise"`
+	// Groups maps the sources' group names to SCIM group displayNames: idsync creates
+	// those groups and keeps their members; other groups are not touched.
+	Groups map[string]string `yaml:"groups"`
+	// Concurrency (default 8), Timeout per request (default 30s), MaxRetries (default
+	// 5), RateLimit per second with Burst (default none).
+	Concurrency       int           `yaml:"concurrency"`
+	Timeout           time.Duration `yaml:"timeout"`
+	MaxRetries        *int          `yaml:"max_retries"`
+	RateLimit         float64       `yaml:"rate_limit"`
+	Burst             int           `yaml:"burst"`
+	AllowInsecureHTTP bool          `yaml:"allow_insecure_http"`
+}
+
+var enterpriseFields = map[string]bool{"employeeNumber": true, "costCenter": true, "organization": true, "division": true, "department": true}
+
+// Validate returns every problem, each prefixed with path (sinks[0].scim).
+func (c *Config) Validate(path string) []error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{path, key}, a...)...))
+	}
+	if c.URL == "" {
+		bad("url", "required")
+	} else if u, err := url.Parse(c.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		bad("url", "%q is not an http(s) URL", c.URL)
+	} else if u.Scheme == "http" && !c.AllowInsecureHTTP && !loopback(u.Hostname()) {
+		bad("url", "%q: use https, or set allow_insecure_http: true", c.URL)
+	}
+	bearer := c.Token != "" || c.TokenFile != ""
+	basic := c.Username != "" || c.Password != "" || c.PasswordFile != ""
+	switch {
+	case bearer && basic:
+		bad("token", "a token or a username and password, not both")
+	case !bearer && !basic:
+		bad("token", "required (or token_file, or username and password)")
+	case basic && c.Username == "":
+		bad("username", "required with a password")
+	}
+	switch c.UserName {
+	case "", "username", "email":
+	default:
+		bad("user_name", "%q: username or email", c.UserName)
+	}
+	for attr, field := range c.Enterprise {
+		if !enterpriseFields[field] {
+			bad("enterprise."+attr, "%q: one of employeeNumber, costCenter, organization, division, department", field)
+		}
+	}
+	for name, group := range c.Groups {
+		if group == "" {
+			bad("groups."+name, "a group displayName is required")
+		}
+	}
+	if c.Concurrency < 0 || c.Concurrency > 256 {
+		bad("concurrency", "%d: between 1 and 256", c.Concurrency)
+	}
+	if c.Timeout < 0 {
+		bad("timeout", "must be positive")
+	}
+	if c.MaxRetries != nil && (*c.MaxRetries < 0 || *c.MaxRetries > 20) {
+		bad("max_retries", "%d: between 0 and 20", *c.MaxRetries)
+	}
+	if c.RateLimit < 0 || c.Burst < 0 || c.Burst > 0 && c.RateLimit == 0 {
+		bad("rate_limit", "a positive rate (and burst), or 0 for no limit")
+	}
+	return errs
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c *Config) setDefaults() {
+	if c.UserName == "" {
+		c.UserName = "username"
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 8
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.MaxRetries == nil {
+		n := 5
+		c.MaxRetries = &n
+	}
+}
