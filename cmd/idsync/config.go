@@ -63,9 +63,12 @@ type SinkConfig struct {
 	Safety *SafetyConfig `yaml:"safety"`
 	// CircuitBreaker: after this many operations failed in a row, nothing more is
 	// sent to the sink in this run (default 10; 0 turns it off).
-	CircuitBreaker *int          `yaml:"circuit_breaker"`
-	Haplo          *haplo.Config `yaml:"haplo"`
-	SCIM           *scim.Config  `yaml:"scim"`
+	CircuitBreaker *int `yaml:"circuit_breaker"`
+	// DeleteAfter turns deletes on: an account idsync disabled at least this long
+	// ago is deleted (sinks that can delete only; max_deletes must allow it).
+	DeleteAfter time.Duration `yaml:"delete_after"`
+	Haplo       *haplo.Config `yaml:"haplo"`
+	SCIM        *scim.Config  `yaml:"scim"`
 }
 
 // breakAfter is the sink's circuit breaker threshold.
@@ -328,6 +331,12 @@ func (c *Config) Validate() []error {
 		checkName(path, s.Name)
 		if s.Safety != nil {
 			errs = append(errs, s.Safety.validate(path+".safety")...)
+		}
+		if s.DeleteAfter < 0 {
+			bad(path+".delete_after", "must be positive")
+		}
+		if s.DeleteAfter > 0 && s.Haplo != nil {
+			bad(path+".delete_after", "Haplo's user API cannot delete accounts: leave delete_after out")
 		}
 		if s.CircuitBreaker != nil && *s.CircuitBreaker < 0 {
 			bad(path+".circuit_breaker", "%d: failures in a row, or 0 for no breaker", *s.CircuitBreaker)

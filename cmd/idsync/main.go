@@ -300,7 +300,7 @@ func build(cfg *Config, metrics *dsync.Metrics, log *slog.Logger) ([]dsync.Sourc
 		}
 		sinks = append(sinks, dsync.SinkSpec{
 			Name: sc.Name, Sink: sink, Concurrency: sink.Concurrency(), Safety: sc.Safety.resolve(base),
-			BreakAfter: sc.breakAfter(),
+			BreakAfter: sc.breakAfter(), DeleteAfter: sc.DeleteAfter,
 		})
 	}
 	return sources, sinks, errors.Join(errs...)

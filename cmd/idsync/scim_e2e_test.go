@@ -129,3 +129,22 @@ func groupMembers(t *testing.T, _ *env, srv *scimtest.Server, name string) strin
 	}
 	return b.String()
 }
+
+// Deletes, where turned on: an account idsync disabled at least delete_after ago is
+// deleted, within max_deletes.
+func TestSCIMDeleteAfter(t *testing.T) {
+	e, srv := newSCIMEnv(t, 6)
+	cfg := strings.Replace(string(mustRead(t, e.config)), "    scim:\n", "    delete_after: 1ns\n    safety: {max_deletes: 1, max_disable_percent: -1}\n    scim:\n", 1)
+	os.WriteFile(e.config, []byte(cfg), 0o600)
+	e.mustRun(exitOK, "--once")
+	e.rows = e.rows[1:]
+	e.writeCSV()
+	e.mustRun(exitOK, "--once") // disabled
+	e.mustRun(exitOK, "--once") // deleted
+	if got := applied(e.lastRun()); got[dsync.DeleteUser] != 1 {
+		t.Errorf("applied %v, want one delete", got)
+	}
+	if _, ok := scimUsers(t, srv)["E00000"]; ok {
+		t.Error("the account is still there")
+	}
+}

@@ -470,3 +470,41 @@ func (s *Sink) ReadUser(ctx context.Context, e dsync.Entry) (dsync.Identity, err
 	got.Active = u.Active
 	return got, nil
 }
+
+var _ dsync.Lister = (*Sink)(nil)
+
+// Owned pages through /Users (startIndex, count) and returns the users that carry an
+// externalId: the ones idsync made or adopted, for --rebuild-snapshot.
+func (s *Sink) Owned(ctx context.Context) ([]dsync.Entry, error) {
+	const pageSize = 100
+	var entries []dsync.Entry
+	for start := 1; ; {
+		var page struct {
+			TotalResults int    `json:"totalResults"`
+			Resources    []user `json:"Resources"`
+		}
+		q := url.Values{"startIndex": {fmt.Sprint(start)}, "count": {fmt.Sprint(pageSize)}}
+		if err := s.do(ctx, "user.list", http.MethodGet, "/Users?"+q.Encode(), nil, &page); err != nil {
+			return nil, fmt.Errorf("scim: list users: %w", err)
+		}
+		for _, u := range page.Resources {
+			if u.ExternalID == "" {
+				continue
+			}
+			id := dsync.Identity{ID: u.ExternalID, Username: u.UserName, DisplayName: u.DisplayName, Active: u.Active}
+			if u.Name != nil {
+				id.FirstName, id.LastName = u.Name.GivenName, u.Name.FamilyName
+			}
+			for _, m := range u.Emails {
+				if m.Primary || id.Email == "" {
+					id.Email = m.Value
+				}
+			}
+			entries = append(entries, dsync.Entry{ID: u.ExternalID, UserID: u.ID, User: &id})
+		}
+		start += len(page.Resources)
+		if len(page.Resources) == 0 || start > page.TotalResults {
+			return entries, nil
+		}
+	}
+}

@@ -3,6 +3,7 @@ package scim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -246,5 +247,25 @@ func TestFilterValue(t *testing.T) {
 		if got := filterValue(in); got != want {
 			t.Errorf("filterValue(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+func TestOwnedPages(t *testing.T) {
+	srv := scimtest.Start(t)
+	s := newSink(t, srv.URL, srv.Token, nil)
+	for i := range 230 {
+		apply(t, s, dsync.Op{Kind: dsync.CreateUser, ID: fmt.Sprintf("O%03d", i), Want: sinktest.Person(fmt.Sprintf("O%03d", i))})
+	}
+	srv.AddUser(t, map[string]any{"userName": "not-ours"})
+	owned, err := s.Owned(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range owned {
+		seen[e.ID] = true
+	}
+	if len(owned) != 230 || len(seen) != 230 {
+		t.Errorf("owned %d (%d distinct), want 230 over three pages, without the account idsync did not make", len(owned), len(seen))
 	}
 }
