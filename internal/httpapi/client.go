@@ -79,6 +79,8 @@ type Call struct {
 	ContentType string // of the body; application/json when empty
 	// Auth sets the request's credentials.
 	Auth func(*http.Request)
+	// Header holds more request headers (If-Match, say).
+	Header map[string]string
 	// Unsafe marks a request that must not be repeated once the application may have
 	// received it (it would create a second object): it is retried only when the
 	// application certainly did not act (429, 503, a refused connection).
@@ -137,6 +139,9 @@ func (cl *Client) once(ctx context.Context, c Call, payload []byte) (int, []byte
 	}
 	if c.Auth != nil {
 		c.Auth(req)
+	}
+	for k, v := range c.Header {
+		req.Header.Set(k, v)
 	}
 	req.Header.Set("Accept", "application/json")
 	if payload != nil {

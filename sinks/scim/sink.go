@@ -37,8 +37,9 @@ type Sink struct {
 	auth func(*http.Request)
 	log  *slog.Logger
 
-	patchOnce gosync.Once
-	patch     bool // the provider supports PATCH
+	configOnce gosync.Once
+	patch      bool // the provider supports PATCH
+	etag       bool // the provider supports ETags: writes carry If-Match
 
 	mu     gosync.Mutex
 	groups map[string]string // displayName -> id
@@ -249,7 +250,7 @@ func (s *Sink) create(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
 			}
 			adopted = found.ExternalID != op.ID
 			got = *found
-			err = s.do(ctx, "user.replace", http.MethodPut, "/Users/"+url.PathEscape(got.ID), s.resource(&op.Want, true), nil)
+			err = s.writeUser(ctx, "user.replace", http.MethodPut, got.ID, s.resource(&op.Want, true))
 		}
 	}
 	if err != nil {
@@ -297,27 +298,71 @@ type patchOp struct {
 	Value any    `json:"value,omitempty"`
 }
 
-// supportsPatch asks the provider once, through /ServiceProviderConfig.
-func (s *Sink) supportsPatch(ctx context.Context) bool {
-	s.patchOnce.Do(func() {
+// provider reads /ServiceProviderConfig once: whether PATCH and ETags are supported.
+func (s *Sink) provider(ctx context.Context) {
+	s.configOnce.Do(func() {
 		var spc struct {
 			Patch struct {
 				Supported bool `json:"supported"`
 			} `json:"patch"`
+			Etag struct {
+				Supported bool `json:"supported"`
+			} `json:"etag"`
 		}
 		if err := s.do(ctx, "config", http.MethodGet, "/ServiceProviderConfig", nil, &spc); err != nil {
-			s.log.Warn("could not read /ServiceProviderConfig: assuming PATCH works", "err", err)
+			s.log.Warn("could not read /ServiceProviderConfig: assuming PATCH works and no ETags", "err", err)
 			s.patch = true
 			return
 		}
-		s.patch = spc.Patch.Supported
+		s.patch, s.etag = spc.Patch.Supported, spc.Etag.Supported
 	})
+}
+
+func (s *Sink) supportsPatch(ctx context.Context) bool {
+	s.provider(ctx)
 	return s.patch
 }
 
+// writeUser PATCHes or PUTs a user. Where the provider supports ETags, the write
+// carries If-Match with the user's current version; a 412 (someone changed the user
+// in between) is answered by reading it again and retrying once.
+func (s *Sink) writeUser(ctx context.Context, endpoint, method, id string, body any) error {
+	s.provider(ctx)
+	path := "/Users/" + url.PathEscape(id)
+	if !s.etag {
+		return s.do(ctx, endpoint, method, path, body, nil)
+	}
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		var u struct {
+			Meta struct {
+				Version string `json:"version"`
+			} `json:"meta"`
+		}
+		if err = s.do(ctx, "user.get", http.MethodGet, path, nil, &u); err != nil {
+			return err
+		}
+		err = s.api.Do(ctx, httpapi.Call{Endpoint: endpoint, Method: method, Path: path, Body: body, ContentType: mediaType,
+			Auth:   func(r *http.Request) { s.auth(r); r.Header.Set("Accept", mediaType) },
+			Header: ifMatch(u.Meta.Version)}, nil)
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusPreconditionFailed {
+			return err
+		}
+		s.log.Debug("the user changed between read and write: reading it again", "endpoint", endpoint)
+	}
+	return err
+}
+
+func ifMatch(version string) map[string]string {
+	if version == "" {
+		return nil
+	}
+	return map[string]string{"If-Match": version}
+}
+
 func (s *Sink) patchUser(ctx context.Context, id string, ops []patchOp) error {
-	return s.do(ctx, "user.patch", http.MethodPatch, "/Users/"+url.PathEscape(id),
-		map[string]any{"schemas": []string{patchSchema}, "Operations": ops}, nil)
+	return s.writeUser(ctx, "user.patch", http.MethodPatch, id, map[string]any{"schemas": []string{patchSchema}, "Operations": ops})
 }
 
 // update sends the changed attributes: a PatchOp of replaces, or the whole resource
@@ -350,7 +395,7 @@ func (s *Sink) update(ctx context.Context, op dsync.Op) error {
 		if s.supportsPatch(ctx) {
 			err = s.patchUser(ctx, op.UserID, ops)
 		} else {
-			err = s.do(ctx, "user.replace", http.MethodPut, "/Users/"+url.PathEscape(op.UserID), s.resource(w, w.Active), nil)
+			err = s.writeUser(ctx, "user.replace", http.MethodPut, op.UserID, s.resource(w, w.Active))
 		}
 		if err != nil {
 			return err

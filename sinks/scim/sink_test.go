@@ -27,6 +27,8 @@ type proxy struct {
 	failWith int
 	latency  time.Duration
 	noPatch  bool
+	etag     bool // answer /ServiceProviderConfig with ETags supported
+	fail412  int  // answer the next PATCHes of a user 412
 	requests int
 	methods  []string
 }
@@ -57,9 +59,22 @@ func startProxy(t *testing.T, target string) (*proxy, string) {
 			w.WriteHeader(fail)
 			return
 		}
-		if noPatch && strings.HasSuffix(r.URL.Path, "/ServiceProviderConfig") {
+		p.mu.Lock()
+		etag, precond := p.etag, false
+		if p.fail412 > 0 && r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/Users/") {
+			p.fail412--
+			precond = true
+		}
+		p.mu.Unlock()
+		if (noPatch || etag) && strings.HasSuffix(r.URL.Path, "/ServiceProviderConfig") {
 			w.Header().Set("Content-Type", mediaType)
-			w.Write([]byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],"patch":{"supported":false}}`))
+			fmt.Fprintf(w, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],"patch":{"supported":%t},"etag":{"supported":%t}}`, !noPatch, etag)
+			return
+		}
+		if precond {
+			w.Header().Set("Content-Type", mediaType)
+			w.WriteHeader(http.StatusPreconditionFailed)
+			w.Write([]byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"412","detail":"version mismatch"}`))
 			return
 		}
 		rp.ServeHTTP(w, r)
@@ -267,5 +282,36 @@ func TestOwnedPages(t *testing.T) {
 	}
 	if len(owned) != 230 || len(seen) != 230 {
 		t.Errorf("owned %d (%d distinct), want 230 over three pages, without the account idsync did not make", len(owned), len(seen))
+	}
+}
+
+// With ETags, a write that meets 412 (the user changed in between) reads the user again
+// and retries once; a second 412 is an error.
+func TestPreconditionFailedIsReadAgainOnce(t *testing.T) {
+	srv := scimtest.Start(t)
+	p, base := startProxy(t, srv.URL)
+	p.etag = true
+	s := newSink(t, base, srv.Token, nil)
+	want := sinktest.Person("E1")
+	out := apply(t, s, dsync.Op{Kind: dsync.CreateUser, ID: "E1", Want: want})
+	p.mu.Lock()
+	p.fail412, p.methods = 1, nil
+	p.mu.Unlock()
+	want.Active = false
+	apply(t, s, dsync.Op{Kind: dsync.DisableUser, ID: "E1", Want: want, UserID: out.UserID})
+	if active := users(t, srv)["E1"]["active"]; active != false {
+		t.Errorf("active %v after the retried disable, want false", active)
+	}
+	p.mu.Lock()
+	methods := strings.Join(p.methods, " ")
+	p.fail412 = 2
+	p.mu.Unlock()
+	if n := strings.Count(methods, "GET /scim/v2/Users/"); n != 2 {
+		t.Errorf("requests %s: want the user read twice", methods)
+	}
+	_, err := s.Apply(t.Context(), dsync.Op{Kind: dsync.EnableUser, ID: "E1", Want: want, UserID: out.UserID})
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusPreconditionFailed {
+		t.Errorf("two 412s in a row: err %v, want the 412", err)
 	}
 }
