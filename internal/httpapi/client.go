@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -242,4 +243,28 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// ParseURL checks an API's base URL: http or https with a host, and plain http only on
+// loopback or where allowInsecure says so (credentials travel with every request).
+func ParseURL(raw string, allowInsecure bool) (*url.URL, error) {
+	if raw == "" {
+		return nil, errors.New("required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, fmt.Errorf("%q is not an http(s) URL", raw)
+	}
+	if u.Scheme == "http" && !allowInsecure && !loopback(u.Hostname()) {
+		return nil, fmt.Errorf("%q: use https, or set allow_insecure_http: true", raw)
+	}
+	return u, nil
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

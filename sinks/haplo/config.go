@@ -2,10 +2,10 @@ package haplo
 
 import (
 	"fmt"
-	"net"
-	"net/url"
 	"regexp"
 	"time"
+
+	"github.com/idsync/idsync/internal/httpapi"
 )
 
 // Config is a haplo sink's section of the configuration.
@@ -79,12 +79,8 @@ func (c *Config) Validate(path string) []error {
 	bad := func(key, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{path, key}, a...)...))
 	}
-	if c.URL == "" {
-		bad("url", "required")
-	} else if u, err := url.Parse(c.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		bad("url", "%q is not an http(s) URL", c.URL)
-	} else if u.Scheme == "http" && !c.AllowInsecureHTTP && !loopback(u.Hostname()) {
-		bad("url", "%q: use https, or set allow_insecure_http: true", c.URL)
+	if u, err := httpapi.ParseURL(c.URL, c.AllowInsecureHTTP); err != nil {
+		bad("url", "%v", err)
 	} else if u.Path != "" && u.Path != "/" {
 		bad("url", "%q: give the application's root URL, without a path", c.URL)
 	}
@@ -139,14 +135,6 @@ func (c *Config) Validate(path string) []error {
 		bad("max_retries", "%d: between 0 and 20", *c.MaxRetries)
 	}
 	return errs
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func (c *Config) setDefaults() {

@@ -2,9 +2,9 @@ package scim
 
 import (
 	"fmt"
-	"net"
-	"net/url"
 	"time"
+
+	"github.com/idsync/idsync/internal/httpapi"
 )
 
 // Config is a scim sink's section of the configuration.
@@ -43,12 +43,8 @@ func (c *Config) Validate(path string) []error {
 	bad := func(key, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{path, key}, a...)...))
 	}
-	if c.URL == "" {
-		bad("url", "required")
-	} else if u, err := url.Parse(c.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		bad("url", "%q is not an http(s) URL", c.URL)
-	} else if u.Scheme == "http" && !c.AllowInsecureHTTP && !loopback(u.Hostname()) {
-		bad("url", "%q: use https, or set allow_insecure_http: true", c.URL)
+	if _, err := httpapi.ParseURL(c.URL, c.AllowInsecureHTTP); err != nil {
+		bad("url", "%v", err)
 	}
 	bearer := c.Token != "" || c.TokenFile != ""
 	basic := c.Username != "" || c.Password != "" || c.PasswordFile != ""
@@ -88,14 +84,6 @@ func (c *Config) Validate(path string) []error {
 		bad("rate_limit", "a positive rate (and burst), or 0 for no limit")
 	}
 	return errs
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func (c *Config) setDefaults() {
