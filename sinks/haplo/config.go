@@ -3,7 +3,6 @@ package haplo
 import (
 	"fmt"
 	"regexp"
-	"time"
 
 	"github.com/idsync/idsync/internal/httpapi"
 )
@@ -47,19 +46,8 @@ type Config struct {
 	// with a probe record before its first push, and stops the sink if either is
 	// missing. idsync then owns that attribute on its profiles. Default false.
 	ProfileCodes bool `yaml:"profile_codes"`
-	// Concurrency is how many identities are applied at once. Default 8.
-	Concurrency int `yaml:"concurrency"`
-	// Timeout bounds one HTTP request. Default 30s.
-	Timeout time.Duration `yaml:"timeout"`
-	// MaxRetries bounds the retries of one request on network errors, 5xx and 429.
-	// Default 5.
-	MaxRetries *int `yaml:"max_retries"`
-	// RateLimit caps requests per second to this Haplo, with bursts of Burst; 0 (the
-	// default) leaves requests unlimited but for Concurrency.
-	RateLimit float64 `yaml:"rate_limit"`
-	Burst     int     `yaml:"burst"`
-	// AllowInsecureHTTP permits an http:// URL that is not on loopback.
-	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
+	// Concurrency, timeout, retries, rate limit and plain http.
+	httpapi.Settings `yaml:",inline"`
 }
 
 var (
@@ -119,21 +107,7 @@ func (c *Config) Validate(path string) []error {
 			bad("attributes."+name, "%q: a lowercase record field other than %s", field, "ref, first, last, email, type, code, touch")
 		}
 	}
-	if c.Concurrency < 0 || c.Concurrency > 256 {
-		bad("concurrency", "%d: between 1 and 256", c.Concurrency)
-	}
-	if c.RateLimit < 0 {
-		bad("rate_limit", "must be positive (requests per second), or 0 for no limit")
-	}
-	if c.Burst < 0 || c.Burst > 0 && c.RateLimit == 0 {
-		bad("burst", "a positive number, with rate_limit")
-	}
-	if c.Timeout < 0 {
-		bad("timeout", "must be positive")
-	}
-	if c.MaxRetries != nil && (*c.MaxRetries < 0 || *c.MaxRetries > 20) {
-		bad("max_retries", "%d: between 0 and 20", *c.MaxRetries)
-	}
+	errs = append(errs, c.Settings.Validate(path)...)
 	return errs
 }
 
@@ -151,14 +125,5 @@ func (c *Config) setDefaults() {
 	if c.PastProfileType == "" {
 		c.PastProfileType = "std:type:person:past"
 	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 8
-	}
-	if c.Timeout == 0 {
-		c.Timeout = 30 * time.Second
-	}
-	if c.MaxRetries == nil {
-		n := 5
-		c.MaxRetries = &n
-	}
+	c.Settings.SetDefaults()
 }

@@ -20,8 +20,6 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/time/rate"
-
 	"github.com/idsync/idsync/internal/httpapi"
 	"github.com/idsync/idsync/internal/secret"
 	dsync "github.com/idsync/idsync/sync"
@@ -59,20 +57,10 @@ func New(cfg Config, hc *http.Client, obs httpapi.Observer, log *slog.Logger) (*
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, err
 	}
-	if hc == nil {
-		hc = httpapi.NewHTTPClient(cfg.Timeout, cfg.Concurrency)
-	}
-	var limit *rate.Limiter
-	if cfg.RateLimit > 0 {
-		limit = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(cfg.Burst, 1))
-	}
 	s := &Sink{
 		cfg: cfg,
 		cl: &client{
-			api: httpapi.New(httpapi.Client{
-				Base: strings.TrimSuffix(cfg.URL, "/"), HTTP: hc, Limit: limit, MaxRetries: *cfg.MaxRetries,
-				Obs: obs, Log: log, Error: apiError,
-			}),
+			api:     cfg.NewClient(strings.TrimSuffix(cfg.URL, "/"), hc, httpapi.Client{Obs: obs, Log: log, Error: apiError}),
 			userKey: userKey, importKey: importKey,
 		},
 		managed: make(map[string]bool),

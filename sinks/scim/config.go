@@ -2,7 +2,6 @@ package scim
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/idsync/idsync/internal/httpapi"
 )
@@ -25,14 +24,8 @@ type Config struct {
 	// Groups maps the sources' group names to SCIM group displayNames: idsync creates
 	// those groups and keeps their members; other groups are not touched.
 	Groups map[string]string `yaml:"groups"`
-	// Concurrency (default 8), Timeout per request (default 30s), MaxRetries (default
-	// 5), RateLimit per second with Burst (default none).
-	Concurrency       int           `yaml:"concurrency"`
-	Timeout           time.Duration `yaml:"timeout"`
-	MaxRetries        *int          `yaml:"max_retries"`
-	RateLimit         float64       `yaml:"rate_limit"`
-	Burst             int           `yaml:"burst"`
-	AllowInsecureHTTP bool          `yaml:"allow_insecure_http"`
+	// Concurrency, timeout, retries, rate limit and plain http.
+	httpapi.Settings `yaml:",inline"`
 }
 
 var enterpriseFields = map[string]bool{"employeeNumber": true, "costCenter": true, "organization": true, "division": true, "department": true}
@@ -71,18 +64,7 @@ func (c *Config) Validate(path string) []error {
 			bad("groups."+name, "a group displayName is required")
 		}
 	}
-	if c.Concurrency < 0 || c.Concurrency > 256 {
-		bad("concurrency", "%d: between 1 and 256", c.Concurrency)
-	}
-	if c.Timeout < 0 {
-		bad("timeout", "must be positive")
-	}
-	if c.MaxRetries != nil && (*c.MaxRetries < 0 || *c.MaxRetries > 20) {
-		bad("max_retries", "%d: between 0 and 20", *c.MaxRetries)
-	}
-	if c.RateLimit < 0 || c.Burst < 0 || c.Burst > 0 && c.RateLimit == 0 {
-		bad("rate_limit", "a positive rate (and burst), or 0 for no limit")
-	}
+	errs = append(errs, c.Settings.Validate(path)...)
 	return errs
 }
 
@@ -90,14 +72,5 @@ func (c *Config) setDefaults() {
 	if c.UserName == "" {
 		c.UserName = "username"
 	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 8
-	}
-	if c.Timeout == 0 {
-		c.Timeout = 30 * time.Second
-	}
-	if c.MaxRetries == nil {
-		n := 5
-		c.MaxRetries = &n
-	}
+	c.Settings.SetDefaults()
 }

@@ -15,8 +15,6 @@ import (
 	"strings"
 	gosync "sync"
 
-	"golang.org/x/time/rate"
-
 	"github.com/idsync/idsync/internal/httpapi"
 	"github.com/idsync/idsync/internal/secret"
 	dsync "github.com/idsync/idsync/sync"
@@ -70,15 +68,7 @@ func New(cfg Config, hc *http.Client, obs httpapi.Observer, log *slog.Logger) (*
 		}
 		s.auth = func(r *http.Request) { r.SetBasicAuth(cfg.Username, pw.Reveal()) }
 	}
-	if hc == nil {
-		hc = httpapi.NewHTTPClient(cfg.Timeout, cfg.Concurrency)
-	}
-	var limit *rate.Limiter
-	if cfg.RateLimit > 0 {
-		limit = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(cfg.Burst, 1))
-	}
-	s.api = httpapi.New(httpapi.Client{Base: strings.TrimSuffix(cfg.URL, "/"), HTTP: hc, Limit: limit,
-		MaxRetries: *cfg.MaxRetries, Obs: obs, Log: log, Error: apiError})
+	s.api = cfg.NewClient(strings.TrimSuffix(cfg.URL, "/"), hc, httpapi.Client{Obs: obs, Log: log, Error: apiError})
 	return s, nil
 }
 

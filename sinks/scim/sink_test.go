@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idsync/idsync/internal/httpapi"
 	"github.com/idsync/idsync/internal/scimtest"
 	"github.com/idsync/idsync/sinks/sinktest"
 	dsync "github.com/idsync/idsync/sync"
@@ -86,7 +87,7 @@ func startProxy(t *testing.T, target string) (*proxy, string) {
 func newSink(t *testing.T, base, token string, edit func(*Config)) *Sink {
 	t.Helper()
 	retries := 3
-	cfg := Config{URL: base, Token: token, MaxRetries: &retries, Groups: map[string]string{"staff": "Staff", "admins": "Admins"},
+	cfg := Config{URL: base, Token: token, Settings: httpapi.Settings{MaxRetries: &retries}, Groups: map[string]string{"staff": "Staff", "admins": "Admins"},
 		Enterprise: map[string]string{"department": "department"}}
 	if edit != nil {
 		edit(&cfg)

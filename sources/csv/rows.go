@@ -21,19 +21,15 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 	if len(rec) != len(lay.header) {
 		problem("has %d fields, the header has %d", len(rec), len(lay.header))
 	}
-	// get returns column col's value, trimmed, and whether it is acceptable text of at
-	// most max characters (dsync.CheckText); a column beyond the end of a short row is
+	// get returns column col's value, trimmed, and whether check (dsync.CheckText or
+	// CheckMultiline with a limit) accepts it; a column beyond the end of a short row is
 	// empty.
-	get := func(col, max int) (string, bool) {
+	get := func(col int, check func(string) string) (string, bool) {
 		if col < 0 || col >= len(rec) {
 			return "", true
 		}
 		v := strings.TrimSpace(rec[col])
-		check := dsync.CheckText
-		if max == dsync.MaxAttrRunes {
-			check = dsync.CheckMultiline
-		}
-		if p := check(v, max); p != "" {
+		if p := check(v); p != "" {
 			problem("column %q: %s", lay.header[col], p)
 			if len(v) > 256 {
 				v = v[:256]
@@ -43,15 +39,15 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 		return v, true
 	}
 
-	if v, ok := get(lay.id, dsync.MaxIDBytes); ok {
+	if v, ok := get(lay.id, idText); ok {
 		if p := dsync.CheckID(v); p != "" {
 			problem("column %q: %s", lay.header[lay.id], p)
 		} else {
 			id.ID = v
 		}
 	}
-	id.Username, _ = get(lay.username, dsync.MaxTextRunes)
-	email, ok := get(lay.email, dsync.MaxEmailBytes)
+	id.Username, _ = get(lay.username, nameText)
+	email, ok := get(lay.email, emailText)
 	switch {
 	case !ok:
 	case email == "":
@@ -60,13 +56,13 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 		problem("column %q: invalid email %q", lay.header[lay.email], email)
 	}
 	id.Email = email
-	id.FirstName, _ = get(lay.firstName, dsync.MaxTextRunes)
-	id.LastName, _ = get(lay.lastName, dsync.MaxTextRunes)
-	id.DisplayName, _ = get(lay.displayName, dsync.MaxTextRunes)
+	id.FirstName, _ = get(lay.firstName, nameText)
+	id.LastName, _ = get(lay.lastName, nameText)
+	id.DisplayName, _ = get(lay.displayName, nameText)
 
 	id.Active, maybeActive = true, true
 	if lay.active >= 0 {
-		v, ok := get(lay.active, dsync.MaxTextRunes)
+		v, ok := get(lay.active, nameText)
 		active, known := s.active[activeKey(v)]
 		switch {
 		case !ok:
@@ -81,7 +77,7 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 	}
 
 	if lay.groups >= 0 {
-		v, _ := get(lay.groups, dsync.MaxAttrRunes)
+		v, _ := get(lay.groups, groupsText)
 		if v != "" {
 			id.Groups = make([]string, 0, strings.Count(v, s.cfg.GroupSeparator)+1)
 		}
@@ -93,7 +89,7 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 	}
 	var values []string // one allocation for all the attributes' values
 	for _, a := range lay.attrs {
-		if v, _ := get(a.col, dsync.MaxAttrRunes); v != "" {
+		if v, _ := get(a.col, multiline); v != "" {
 			if id.Attributes == nil {
 				id.Attributes = make(map[string][]string, len(lay.attrs))
 				values = make([]string, 0, len(lay.attrs))
@@ -184,3 +180,18 @@ func (x *dupIndex) mark(ids []dsync.Identity, rows []row, what string, value fun
 		}
 	}
 }
+
+// The checks get applies: one line of at most so many characters, or an attribute
+// value that may hold line breaks. Made once: the row loop is hot.
+var (
+	idText     = text(dsync.MaxIDBytes)
+	nameText   = text(dsync.MaxTextRunes)
+	emailText  = text(dsync.MaxEmailBytes)
+	groupsText = text(dsync.MaxAttrRunes)
+)
+
+func text(max int) func(string) string {
+	return func(v string) string { return dsync.CheckText(v, max) }
+}
+
+func multiline(v string) string { return dsync.CheckMultiline(v, dsync.MaxAttrRunes) }
