@@ -14,7 +14,9 @@ import (
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/idsync/idsync/sinks/domo"
 	"github.com/idsync/idsync/sinks/haplo"
+	"github.com/idsync/idsync/sinks/icure"
 	"github.com/idsync/idsync/sinks/scim"
 	"github.com/idsync/idsync/sources/csv"
 	"github.com/idsync/idsync/sources/ldap"
@@ -67,8 +69,11 @@ type SinkConfig struct {
 	// DeleteAfter turns deletes on: an account idsync disabled at least this long
 	// ago is deleted (sinks that can delete only; max_deletes must allow it).
 	DeleteAfter time.Duration `yaml:"delete_after"`
-	Haplo       *haplo.Config `yaml:"haplo"`
-	SCIM        *scim.Config  `yaml:"scim"`
+	// The type section: exactly one (sinks.go lists them).
+	Haplo *haplo.Config `yaml:"haplo"`
+	SCIM  *scim.Config  `yaml:"scim"`
+	Domo  *domo.Config  `yaml:"domo"`
+	ICure *icure.Config `yaml:"icure"`
 }
 
 // breakAfter is the sink's circuit breaker threshold.
@@ -195,13 +200,10 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	for _, s := range c.Sinks {
-		if s.Haplo != nil {
-			abs(&s.Haplo.UserAPIKeyFile)
-			abs(&s.Haplo.ImportAPIKeyFile)
-		}
-		if s.SCIM != nil {
-			abs(&s.SCIM.TokenFile)
-			abs(&s.SCIM.PasswordFile)
+		for _, k := range s.kinds() {
+			for _, f := range k.files {
+				abs(f)
+			}
 		}
 	}
 }
@@ -335,21 +337,26 @@ func (c *Config) Validate() []error {
 		if s.DeleteAfter < 0 {
 			bad(path+".delete_after", "must be positive")
 		}
-		if s.DeleteAfter > 0 && s.Haplo != nil {
-			bad(path+".delete_after", "Haplo's user API cannot delete accounts: leave delete_after out")
-		}
+		kinds := s.kinds()
 		if s.CircuitBreaker != nil && *s.CircuitBreaker < 0 {
 			bad(path+".circuit_breaker", "%d: failures in a row, or 0 for no breaker", *s.CircuitBreaker)
 		}
-		switch {
-		case s.Haplo != nil && s.SCIM != nil:
-			bad(path, "one type only: haplo or scim")
-		case s.Haplo != nil:
-			errs = append(errs, s.Haplo.Validate(path+".haplo")...)
-		case s.SCIM != nil:
-			errs = append(errs, s.SCIM.Validate(path+".scim")...)
+		switch len(kinds) {
+		case 0:
+			bad(path, "needs a type: "+sinkTypes)
+			continue
+		case 1:
 		default:
-			bad(path, "needs a type: haplo or scim")
+			bad(path, "one type only: "+sinkTypes)
+			continue
+		}
+		k := kinds[0]
+		errs = append(errs, k.validate(path+"."+k.name)...)
+		if s.DeleteAfter > 0 && !k.canDelete {
+			bad(path+".delete_after", "%s's API cannot delete accounts: leave delete_after out", k.name)
+		}
+		if s.Domo != nil && s.Domo.DisableAction == "delete" && s.DeleteAfter == 0 {
+			bad(path+".delete_after", "required with domo.disable_action: delete: the grace period before a leaver's account is deleted")
 		}
 	}
 	return errs
@@ -402,16 +409,11 @@ func (c *Config) secretFiles() []string {
 		}
 	}
 	for _, s := range c.Sinks {
-		var candidates []string
-		if s.Haplo != nil {
-			candidates = append(candidates, s.Haplo.UserAPIKeyFile, s.Haplo.ImportAPIKeyFile)
-		}
-		if s.SCIM != nil {
-			candidates = append(candidates, s.SCIM.TokenFile, s.SCIM.PasswordFile)
-		}
-		for _, f := range candidates {
-			if f != "" {
-				files = append(files, f)
+		for _, k := range s.kinds() {
+			for _, f := range k.files {
+				if *f != "" {
+					files = append(files, *f)
+				}
 			}
 		}
 	}

@@ -27,7 +27,11 @@ sinks:
 `
 
 func TestLoadConfigDefaultsAndPaths(t *testing.T) {
-	path := writeConfig(t, minimal)
+	path := writeConfig(t, minimal+`  - name: ehr
+    icure: {url: "https://icure.example.org", username: idsync, password_file: icure.password}
+  - name: bi
+    domo: {client_id: c, client_secret_file: /run/secrets/domo}
+`)
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
@@ -38,6 +42,12 @@ func TestLoadConfigDefaultsAndPaths(t *testing.T) {
 	}
 	if got, want := cfg.Sources[0].CSV.Path, filepath.Join(dir, "people.csv"); got != want {
 		t.Errorf("csv path %q, want %q", got, want)
+	}
+	if got, want := cfg.Sinks[1].ICure.PasswordFile, filepath.Join(dir, "icure.password"); got != want {
+		t.Errorf("icure password_file %q, want %q", got, want)
+	}
+	if got, want := cfg.Sinks[2].Domo.ClientSecretFile, "/run/secrets/domo"; got != want {
+		t.Errorf("domo client_secret_file %q, want %q (absolute paths are kept)", got, want)
 	}
 	if cfg.Schedule != "@every 15m" || cfg.Listen != "127.0.0.1:9464" || cfg.LockTimeout != time.Second {
 		t.Errorf("defaults: schedule %q listen %q lock_timeout %v", cfg.Schedule, cfg.Listen, cfg.LockTimeout)
@@ -87,6 +97,17 @@ sinks:
   - name: hr
     haplo: {url: "https://h.example.org", user_api_key: k, import_api_key: k, import_name: people}
 `, []string{"sources[0]: needs a type: csv", `sinks[0].name: "hr" is already the name of sources[0]`}},
+		{"two sink types", minimal + "    scim: {url: \"https://s.example.org\", token: t}\n", []string{"sinks[0]: one type only"}},
+		{"no sink type", minimal + "  - name: bare\n", []string{"sinks[1]: needs a type: haplo, scim"}},
+		{"a sink that cannot delete", minimal + "    delete_after: 720h\n", []string{"sinks[0].delete_after: haplo's API cannot delete"}},
+		{"domo deletes leavers only after a grace period", minimal + `  - name: bi
+    domo: {client_id: c, client_secret: s, disable_action: delete}
+`, []string{"sinks[1].delete_after: required with domo.disable_action: delete"}},
+		{"each sink's own checks", minimal + `  - name: bi
+    domo: {client_secret: s, disable_action: disable}
+  - name: ehr
+    icure: {url: "ftp://x", username: u, password: p, patient_id_attribute: a, healthcare_party_id_attribute: b}
+`, []string{"sinks[1].domo.client_id", "sinks[1].domo.disable_action", "sinks[2].icure.url", "sinks[2].icure"}},
 		{"bad listen", minimal + "listen: nowhere\n", []string{`listen: "nowhere"`}},
 		{"bad schedule", minimal + "schedule: \"61 * * * *\"\n", []string{`schedule: "61 * * * *"`}},
 	}

@@ -16,8 +16,6 @@ import (
 	"syscall"
 
 	"github.com/idsync/idsync/internal/httpapi"
-	"github.com/idsync/idsync/sinks/haplo"
-	"github.com/idsync/idsync/sinks/scim"
 	"github.com/idsync/idsync/sources/csv"
 	"github.com/idsync/idsync/sources/ldap"
 	"github.com/idsync/idsync/state"
@@ -279,21 +277,9 @@ func build(cfg *Config, metrics *dsync.Metrics, log *slog.Logger) ([]dsync.Sourc
 			obs = metrics.SinkObserver(sc.Name)
 		}
 		slog := log.With("sink", sc.Name)
-		var (
-			sink interface {
-				dsync.Sink
-				Concurrency() int
-			}
-			err error
-		)
-		switch {
-		case sc.Haplo != nil:
-			sink, err = haplo.New(*sc.Haplo, nil, obs, slog)
-			err = prefix(fmt.Sprintf("sinks[%d].haplo", i), err)
-		case sc.SCIM != nil:
-			sink, err = scim.New(*sc.SCIM, nil, obs, slog)
-			err = prefix(fmt.Sprintf("sinks[%d].scim", i), err)
-		}
+		k := sc.kinds()[0] // Validate made sure there is one
+		sink, err := k.build(obs, slog)
+		err = prefix(fmt.Sprintf("sinks[%d].%s", i, k.name), err)
 		if err != nil {
 			errs = append(errs, err)
 			continue
