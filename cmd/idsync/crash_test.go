@@ -141,7 +141,7 @@ func crashLoop(t *testing.T, bin string, e *env, rng *rand.Rand, kills, attempts
 			jitter = time.Duration(rng.Int64N(int64(4 * time.Millisecond)))
 		}
 		runStart := time.Now()
-		code, signalled, out := runChild(t, bin, e, kill, jitter)
+		code, signalled, out := runChild(t, bin, e.config, func() int { return totalRequests(e.srv) }, kill, jitter)
 		took := time.Since(runStart).Round(time.Millisecond)
 		switch {
 		case signalled:
@@ -158,13 +158,14 @@ func crashLoop(t *testing.T, bin string, e *env, rng *rand.Rand, kills, attempts
 	}
 }
 
-// runChild runs `idsync --once` to its end, killing it with SIGKILL once the server
-// has had kill requests and jitter more has passed (never, for kill < 0). It returns
+// runChild runs `idsync --once` with config to its end, killing it with SIGKILL once
+// the servers have had kill requests (as requests counts them) and jitter more has
+// passed (never, for kill < 0). It returns
 // the exit code, whether it was killed, and its output. The child is always waited
 // for; it also dies with the test process (Pdeathsig) and with the test's context.
-func runChild(t *testing.T, bin string, e *env, kill int, jitter time.Duration) (int, bool, string) {
+func runChild(t *testing.T, bin, config string, requests func() int, kill int, jitter time.Duration) (int, bool, string) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), bin, "--once", "--config", e.config)
+	cmd := exec.CommandContext(t.Context(), bin, "--once", "--config", config)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -181,7 +182,7 @@ func runChild(t *testing.T, bin string, e *env, kill int, jitter time.Duration) 
 		}
 		tick := time.NewTicker(200 * time.Microsecond)
 		defer tick.Stop()
-		for totalRequests(e.srv) < kill {
+		for requests() < kill {
 			select {
 			case <-exited:
 				return
