@@ -1,0 +1,144 @@
+package descope
+
+import (
+	"context"
+	"slices"
+	"strings"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+)
+
+// batcher gathers the creates that run at the same time into batches: a batch is
+// sent when it holds size users, or wait after its first one arrived. The engine
+// calls Apply once per identity from its workers; each caller waits for its own
+// result.
+type batcher struct {
+	size int
+	wait time.Duration
+	// send makes the request for a batch and returns one result per item, in order.
+	send func(ctx context.Context, items []*batchItem) []batchResult
+
+	mu      gosync.Mutex
+	pending *pendingBatch
+}
+
+type pendingBatch struct {
+	items []*batchItem
+	keys  map[string]bool // lowercased loginIds: one of each per batch
+	timer *time.Timer
+	sent  bool
+}
+
+// batchItem is one caller's create.
+type batchItem struct {
+	ctx  context.Context
+	body createBody
+	res  chan batchResult // buffered: send never blocks
+}
+
+type resultKind uint8
+
+const (
+	// resCreated: the answer lists the user among createdUsers.
+	resCreated resultKind = iota + 1
+	// resFailed: the answer lists the user among failedUsers, with failure.
+	resFailed
+	// resAlone: no batch request made the user, certainly (a batch of one, or a
+	// batch refused whole with a 4xx): create it alone.
+	resAlone
+	// resUnsure: the batch failed in a way that leaves unknown whether it made the
+	// user (a 5xx, a network error, an answer that does not name it).
+	resUnsure
+	// resError: err is the caller's answer (credentials refused, throttled, every
+	// caller gone).
+	resError
+)
+
+type batchResult struct {
+	kind    resultKind
+	user    user
+	failure string
+	err     error
+}
+
+// submit adds it to the batch being gathered and waits for its result, or for ctx to
+// end. A caller that leaves before its batch is sent is taken out of it.
+func (b *batcher) submit(ctx context.Context, it *batchItem) (batchResult, error) {
+	key := strings.ToLower(it.body.LoginID)
+	b.mu.Lock()
+	if b.pending != nil && b.pending.keys[key] {
+		b.flushLocked() // results are matched by loginId: never two of one in a batch
+	}
+	if b.pending == nil {
+		p := &pendingBatch{keys: map[string]bool{}}
+		p.timer = time.AfterFunc(b.wait, func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if b.pending == p {
+				b.flushLocked()
+			}
+		})
+		b.pending = p
+	}
+	p := b.pending
+	p.items = append(p.items, it)
+	p.keys[key] = true
+	if len(p.items) >= b.size {
+		b.flushLocked()
+	}
+	b.mu.Unlock()
+
+	select {
+	case r := <-it.res:
+		return r, nil
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	if !p.sent {
+		p.items = slices.DeleteFunc(p.items, func(x *batchItem) bool { return x == it })
+		delete(p.keys, key)
+		if len(p.items) == 0 {
+			p.timer.Stop()
+			b.pending = nil
+		}
+	}
+	b.mu.Unlock()
+	select {
+	case r := <-it.res: // it came as ctx ended
+		return r, nil
+	default:
+	}
+	return batchResult{}, ctx.Err()
+}
+
+// flushLocked sends the pending batch. b.mu is held.
+func (b *batcher) flushLocked() {
+	p := b.pending
+	b.pending = nil
+	p.timer.Stop()
+	p.sent = true
+	go b.run(p.items)
+}
+
+// run sends one batch under a context that ends when every caller has left, and
+// hands each caller its result.
+func (b *batcher) run(items []*batchItem) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(items[0].ctx))
+	defer cancel()
+	var left atomic.Int64
+	left.Store(int64(len(items)))
+	stops := make([]func() bool, len(items))
+	for i, it := range items {
+		stops[i] = context.AfterFunc(it.ctx, func() {
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+		})
+	}
+	res := b.send(ctx, items)
+	for i, it := range items {
+		stops[i]()
+		it.res <- res[i]
+	}
+}
