@@ -10,22 +10,25 @@ import (
 	"time"
 
 	"github.com/idsync/idsync/internal/scimtest"
+	"github.com/idsync/idsync/sinks/descope/descopetest"
 	"github.com/idsync/idsync/sinks/domo/domotest"
 	"github.com/idsync/idsync/sinks/icure/icuretest"
 	dsync "github.com/idsync/idsync/sync"
 )
 
 // fleet is an installation with a sink of every kind: Haplo (the env's) and, beside
-// it, SCIM (scimmy under Node.js), Domo and iCure, each against its own server.
+// it, SCIM (scimmy under Node.js), Descope, Domo and iCure, each against its own
+// server.
 type fleet struct {
 	*env
-	scim  *scimtest.Server
-	domo  *domotest.Server
-	icure *icuretest.Server
+	scim    *scimtest.Server
+	descope *descopetest.Server
+	domo    *domotest.Server
+	icure   *icuretest.Server
 }
 
 // sinkNames are the fleet's sinks, in the configuration's order.
-var sinkNames = []string{"haplo", "app", "bi", "ehr"}
+var sinkNames = []string{"haplo", "app", "auth", "bi", "ehr"}
 
 // disabledRole is the custom Domo role leavers get (disable_action: role).
 const disabledRole = 90
@@ -33,10 +36,12 @@ const disabledRole = 90
 func newFleet(t *testing.T, n int) *fleet {
 	t.Helper()
 	f := &fleet{
-		scim:  scimtest.Start(t),
-		domo:  domotest.Start(t, domotest.Options{CustomRoles: map[int64]string{disabledRole: "No access"}}),
-		icure: icuretest.Start(t, icuretest.Options{}),
+		scim:    scimtest.Start(t),
+		descope: descopetest.Start(t, descopetest.Options{}),
+		domo:    domotest.Start(t, domotest.Options{CustomRoles: map[int64]string{disabledRole: "No access"}}),
+		icure:   icuretest.Start(t, icuretest.Options{}),
 	}
+	t.Setenv("TEST_DESCOPE_KEY", f.descope.ManagementKey())
 	t.Setenv("TEST_DOMO_SECRET", f.domo.ClientSecret())
 	t.Setenv("TEST_ICURE_PASSWORD", f.icure.Password())
 	// Haplo with profile codes: a profile made by a killed run is found again.
@@ -46,6 +51,13 @@ func newFleet(t *testing.T, n int) *fleet {
       url: %s
       token_file: scim.token
       groups: {engineering: Engineering}
+  - name: auth
+    descope:
+      url: %s
+      project_id: %s
+      management_key: ${TEST_DESCOPE_KEY}
+      roles: {engineering: engineer}
+      custom_attributes: {job_title: jobTitle}
   - name: bi
     domo:
       url: %s
@@ -62,7 +74,7 @@ func newFleet(t *testing.T, n int) *fleet {
       username: %s
       password: ${TEST_ICURE_PASSWORD}
       max_retries: 1
-`, f.scim.URL, f.domo.URL, f.domo.ClientID(), disabledRole, f.icure.URL, f.icure.Username())
+`, f.scim.URL, f.descope.URL, f.descope.ProjectID(), f.domo.URL, f.domo.ClientID(), disabledRole, f.icure.URL, f.icure.Username())
 	f.env = newEnv(t, n, extra)
 	f.srv.SetPersonHasBehaviour(true)
 	if err := os.WriteFile(filepath.Join(f.dir, "scim.token"), []byte(f.scim.Token+"\n"), 0o600); err != nil {
@@ -74,7 +86,7 @@ func newFleet(t *testing.T, n int) *fleet {
 // requests counts the requests the in-process servers received (scimmy's are not
 // counted).
 func (f *fleet) requests() int {
-	n := totalRequests(f.srv) + f.domo.Total()
+	n := totalRequests(f.srv) + f.descope.RequestCount() + f.domo.Total()
 	for _, c := range f.icure.Requests() {
 		n += c
 	}
@@ -82,10 +94,11 @@ func (f *fleet) requests() int {
 }
 
 // setLatency delays every request to the in-process servers: three times d where a
-// person takes one request instead of Haplo's three, so that every sink is still
-// creating when a run is killed.
+// person takes one request instead of Haplo's three, and a hundred times for
+// Descope's batches of 50, so that every sink is still creating when a run is killed.
 func (f *fleet) setLatency(d time.Duration) {
 	f.srv.SetLatency(d)
+	f.descope.SetLatency(100 * d)
 	f.domo.SetLatency(3 * d)
 	f.icure.SetLatency(3 * d)
 }
@@ -117,7 +130,7 @@ func (f *fleet) check(everActive int) {
 	for _, r := range f.rows {
 		want[r.email] = account{r.email, r.status == "active"}
 	}
-	var scimAccounts, domoAccounts, icureAccounts []account
+	var scimAccounts, descopeAccounts, domoAccounts, icureAccounts []account
 	for _, u := range f.scim.Users(f.t) {
 		emails, _ := u["emails"].([]any)
 		var email string
@@ -125,6 +138,9 @@ func (f *fleet) check(everActive int) {
 			email, _ = emails[0].(map[string]any)["value"].(string)
 		}
 		scimAccounts = append(scimAccounts, account{email, u["active"] == true})
+	}
+	for _, u := range f.descope.Users() {
+		descopeAccounts = append(descopeAccounts, account{u.Email, u.Status == "enabled"})
 	}
 	for _, u := range f.domo.Users() {
 		domoAccounts = append(domoAccounts, account{u.Email, u.RoleID != disabledRole})
@@ -134,7 +150,7 @@ func (f *fleet) check(everActive int) {
 			icureAccounts = append(icureAccounts, account{u.Email, u.Status == "ACTIVE"})
 		}
 	}
-	for sink, accounts := range map[string][]account{"app (scim)": scimAccounts, "bi (domo)": domoAccounts, "ehr (icure)": icureAccounts} {
+	for sink, accounts := range map[string][]account{"app (scim)": scimAccounts, "auth (descope)": descopeAccounts, "bi (domo)": domoAccounts, "ehr (icure)": icureAccounts} {
 		if len(accounts) != everActive {
 			f.t.Errorf("%s holds %d accounts, want %d", sink, len(accounts), everActive)
 		}
@@ -177,15 +193,21 @@ func TestEverySinkEndToEnd(t *testing.T) {
 		if kills < 2 {
 			kill = f.requests() + 150 + rng.IntN(400)
 		}
+		start := time.Now()
 		code, killed, out := runChild(t, bin, f.config, f.requests, kill, time.Duration(rng.Int64N(int64(3*time.Millisecond))))
+		took := time.Since(start).Round(time.Millisecond)
 		if killed {
 			kills++
-			t.Logf("run %d killed: haplo %d, domo %d, icure %d requests; domo %d users, icure %d", attempt,
-				totalRequests(f.srv), f.domo.Total(), f.requests()-totalRequests(f.srv)-f.domo.Total(), len(f.domo.Users()), len(f.icure.Users()))
+			t.Logf("run %d killed after %v and %d requests: haplo %d users, descope %d, domo %d, icure %d", attempt,
+				took, f.requests(), len(f.srv.Users()), len(f.descope.Users()), len(f.domo.Users()), len(f.icure.Users()))
 			continue
 		}
 		if code != exitOK {
 			t.Fatalf("run %d: exit %d:\n%s", attempt, code, tail(out, 30))
+		}
+		t.Logf("run %d: exit 0 after %v", attempt, took)
+		if os.Getenv("IDSYNC_FLEET_LOG") != "" {
+			t.Log(out)
 		}
 		break
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/idsync/idsync/sinks/descope"
 	"github.com/idsync/idsync/sinks/domo"
 	"github.com/idsync/idsync/sinks/haplo"
 	"github.com/idsync/idsync/sinks/icure"
@@ -70,10 +71,11 @@ type SinkConfig struct {
 	// ago is deleted (sinks that can delete only; max_deletes must allow it).
 	DeleteAfter time.Duration `yaml:"delete_after"`
 	// The type section: exactly one (sinks.go lists them).
-	Haplo *haplo.Config `yaml:"haplo"`
-	SCIM  *scim.Config  `yaml:"scim"`
-	Domo  *domo.Config  `yaml:"domo"`
-	ICure *icure.Config `yaml:"icure"`
+	Haplo   *haplo.Config   `yaml:"haplo"`
+	SCIM    *scim.Config    `yaml:"scim"`
+	Descope *descope.Config `yaml:"descope"`
+	Domo    *domo.Config    `yaml:"domo"`
+	ICure   *icure.Config   `yaml:"icure"`
 }
 
 // breakAfter is the sink's circuit breaker threshold.

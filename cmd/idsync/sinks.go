@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/idsync/idsync/internal/httpapi"
+	"github.com/idsync/idsync/sinks/descope"
 	"github.com/idsync/idsync/sinks/domo"
 	"github.com/idsync/idsync/sinks/haplo"
 	"github.com/idsync/idsync/sinks/icure"
@@ -12,7 +13,7 @@ import (
 )
 
 // sinkTypes names the sink types for error messages.
-const sinkTypes = "haplo, scim, domo or icure"
+const sinkTypes = "haplo, scim, descope, domo or icure"
 
 // appSink is what build needs of a sink.
 type appSink interface {
@@ -44,6 +45,11 @@ func (s *SinkConfig) kinds() []sinkKind {
 		ks = append(ks, sinkKind{name: "scim", validate: c.Validate, canDelete: true,
 			files: []*string{&c.TokenFile, &c.PasswordFile},
 			build: func(obs httpapi.Observer, log *slog.Logger) (appSink, error) { return scim.New(*c, nil, obs, log) }})
+	}
+	if c := s.Descope; c != nil {
+		ks = append(ks, sinkKind{name: "descope", validate: c.Validate, canDelete: true,
+			files: []*string{&c.ManagementKeyFile},
+			build: func(obs httpapi.Observer, log *slog.Logger) (appSink, error) { return descope.New(*c, nil, obs, log) }})
 	}
 	if c := s.Domo; c != nil {
 		ks = append(ks, sinkKind{name: "domo", validate: c.Validate, canDelete: true,
