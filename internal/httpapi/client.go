@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 )
@@ -267,4 +268,19 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// Excerpt is a body that is not the API's error shape (an HTML page from a proxy, say),
+// made fit for an error message: trimmed, and cut to 300 bytes at a character
+// boundary.
+func Excerpt(body []byte) string {
+	s := strings.TrimSpace(string(body))
+	if len(s) <= 300 {
+		return s
+	}
+	cut := 300
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestRetryAfter(t *testing.T) {
@@ -102,5 +104,16 @@ func TestRefusedConnectionIsRetriedEvenWhenUnsafe(t *testing.T) {
 	err := cl.Do(t.Context(), Call{Endpoint: "x", Method: http.MethodPost, Path: "/", Unsafe: true}, nil)
 	if err == nil || sleeps != 2 {
 		t.Errorf("err %v after %d retries, want an error after 2", err, sleeps)
+	}
+}
+
+func TestExcerpt(t *testing.T) {
+	if got := Excerpt([]byte("  <html>bad gateway</html>\n")); got != "<html>bad gateway</html>" {
+		t.Errorf("short body: %q", got)
+	}
+	long := strings.Repeat("é", 200) // 400 bytes, two each
+	got := Excerpt([]byte("x" + long))
+	if !utf8.ValidString(got) || !strings.HasSuffix(got, "...") || len(got) > 303 {
+		t.Errorf("long body cut to %q (%d bytes): want valid UTF-8, at most 300 bytes and an ellipsis", got, len(got))
 	}
 }

@@ -196,10 +196,7 @@ func apiError(endpoint string, status int, _ http.Header, body []byte) error {
 			e.Message = env.Msg
 		}
 	} else {
-		e.Message = strings.TrimSpace(string(body))
-		if len(e.Message) > 300 {
-			e.Message = e.Message[:300] + "..."
-		}
+		e.Message = httpapi.Excerpt(body)
 	}
 	return e
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/idsync/idsync/internal/httpapi"
 	dsync "github.com/idsync/idsync/sync"
 )
 
@@ -78,10 +79,7 @@ func apiError(endpoint string, status int, _ http.Header, body []byte) error {
 		e.Reason, e.Toe = b.StatusReason, b.Toe
 		e.Message = cmp.Or(b.Message, b.ErrorDescription, b.Error)
 	} else {
-		e.Message = strings.TrimSpace(string(body))
-		if len(e.Message) > 300 {
-			e.Message = e.Message[:300] + "..."
-		}
+		e.Message = httpapi.Excerpt(body)
 	}
 	return e
 }

@@ -102,9 +102,6 @@ func apiError(endpoint string, status int, header http.Header, body []byte) erro
 		}
 		return e
 	}
-	e.Message = strings.TrimSpace(string(body))
-	if len(e.Message) > 300 {
-		e.Message = e.Message[:300] + "..."
-	}
+	e.Message = httpapi.Excerpt(body)
 	return e
 }

@@ -128,10 +128,7 @@ func apiError(endpoint string, status int, _ http.Header, body []byte) error {
 	if json.Unmarshal(body, &env) == nil {
 		e.ScimType, e.Detail = env.ScimType, env.Detail
 	} else {
-		e.Detail = strings.TrimSpace(string(body))
-		if len(e.Detail) > 300 {
-			e.Detail = e.Detail[:300] + "..."
-		}
+		e.Detail = httpapi.Excerpt(body)
 	}
 	return e
 }
