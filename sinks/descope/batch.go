@@ -7,17 +7,24 @@ import (
 	gosync "sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // batcher gathers the creates that run at the same time into batches: a batch is
-// sent when it holds size users, or wait after its first one arrived. The engine
-// calls Apply once per identity from its workers; each caller waits for its own
-// result.
+// sent when it holds size users, or wait after its first one arrived, and once the
+// create budget allows a request. The engine calls Apply once per identity from its
+// workers; each caller waits for its own result.
 type batcher struct {
 	size int
 	wait time.Duration
 	// send makes the request for a batch and returns one result per item, in order.
 	send func(ctx context.Context, items []*batchItem) []batchResult
+	// budget is the create budget, which every batch request waits on. A batch due
+	// while the budget is spent stays open until it refills, gathering the creates
+	// that arrive meanwhile: when creates come in a trickle (the workers busy with
+	// adoptions, say), sending each alone would spend a create request per user.
+	budget *rate.Limiter
 
 	mu      gosync.Mutex
 	pending *pendingBatch
@@ -72,13 +79,7 @@ func (b *batcher) submit(ctx context.Context, it *batchItem) (batchResult, error
 	}
 	if b.pending == nil {
 		p := &pendingBatch{keys: map[string]bool{}}
-		p.timer = time.AfterFunc(b.wait, func() {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			if b.pending == p {
-				b.flushLocked()
-			}
-		})
+		p.timer = time.AfterFunc(b.wait, func() { b.due(p) })
 		b.pending = p
 	}
 	p := b.pending
@@ -110,6 +111,33 @@ func (b *batcher) submit(ctx context.Context, it *batchItem) (batchResult, error
 	default:
 	}
 	return batchResult{}, ctx.Err()
+}
+
+// due sends p when its wait is over, unless the create budget is spent: then p stays
+// open until the budget has a request to give.
+func (b *batcher) due(p *pendingBatch) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pending != p {
+		return
+	}
+	if d := untilToken(b.budget); d > 0 {
+		p.timer.Reset(d)
+		return
+	}
+	b.flushLocked()
+}
+
+// untilToken is how long until l has a whole token; 0 for no limiter.
+func untilToken(l *rate.Limiter) time.Duration {
+	if l == nil || l.Limit() == rate.Inf || l.Limit() <= 0 {
+		return 0
+	}
+	missing := 1 - l.Tokens()
+	if missing <= 0 {
+		return 0
+	}
+	return time.Duration(missing / float64(l.Limit()) * float64(time.Second))
 }
 
 // flushLocked sends the pending batch. b.mu is held.

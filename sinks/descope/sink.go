@@ -75,7 +75,7 @@ func New(cfg Config, hc *http.Client, obs httpapi.Observer, log *slog.Logger) (*
 	creates.Limit = rate.NewLimiter(rate.Limit(cfg.CreateRateLimit), createBurst)
 	s.creates = &creates
 	if cfg.BatchSize > 1 {
-		s.batch = &batcher{size: cfg.BatchSize, wait: cfg.BatchWait, send: s.sendBatch}
+		s.batch = &batcher{size: cfg.BatchSize, wait: cfg.BatchWait, send: s.sendBatch, budget: creates.Limit}
 	}
 	for group, role := range cfg.Roles {
 		s.roleGroups[role] = append(s.roleGroups[role], group)
