@@ -2,7 +2,9 @@ package sync
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -18,6 +20,11 @@ type DiffOptions struct {
 	DeleteAfter time.Duration
 	// Now is the time deletes are measured against. Diff reads no clock.
 	Now time.Time
+	// Delta reports that the desired set holds only the identities that changed since
+	// the last read (an incremental read): nobody is disabled or deleted, and an
+	// identity whose email or username an account of another identity holds, one the
+	// read did not list, is held until a full read can tell who is right.
+	Delta bool
 }
 
 // Diff works out the operations that turn one sink's snapshot into the desired state.
@@ -32,7 +39,8 @@ type DiffOptions struct {
 //     enable_user or disable_user when the active state differs;
 //   - absent from a complete read: disable_user if active; delete_user when deletes
 //     are on and idsync disabled it at least DeleteAfter ago;
-//   - absent from an incomplete read: nothing.
+//   - absent from an incomplete read: nothing;
+//   - in a delta (an incremental read): no disable or delete of anyone.
 //
 // Only identities in the snapshot are ever enabled, disabled or deleted: accounts idsync
 // did not create or adopt are never touched.
@@ -44,15 +52,27 @@ func Diff(snapshot map[string]Entry, desired map[string]Identity, opt DiffOption
 			p.Managed++
 		}
 	}
+	var taken map[string]string
+	if opt.Delta {
+		taken = takenOutside(snapshot, desired)
+	}
 	for id, want := range desired {
 		if !want.Valid() {
 			p.Held = append(p.Held, Held{ID: id, Where: want.Where(), Reason: slices.Clone(want.Problems)})
 			continue
 		}
-		p.Ops = diffPresent(p.Ops, snapshot[id], want, opt.Schema, profiles)
+		if reasons := collisions(taken, &want); len(reasons) > 0 {
+			p.Held = append(p.Held, Held{ID: id, Where: want.Where(), Reason: reasons})
+			continue
+		}
+		ops := diffPresent(nil, snapshot[id], want, opt.Schema, profiles)
+		if opt.Delta {
+			ops = slices.DeleteFunc(ops, func(op Op) bool { return op.Kind == DisableUser })
+		}
+		p.Ops = append(p.Ops, ops...)
 	}
 	for id, e := range snapshot {
-		if _, ok := desired[id]; ok || !opt.Complete || e.User == nil {
+		if _, ok := desired[id]; ok || !opt.Complete || opt.Delta || e.User == nil {
 			continue
 		}
 		last := lastApplied(e)
@@ -68,6 +88,44 @@ func Diff(snapshot map[string]Entry, desired map[string]Identity, opt DiffOption
 	})
 	slices.SortFunc(p.Held, func(a, b Held) int { return cmp.Compare(a.ID, b.ID) })
 	return p
+}
+
+// takenOutside indexes the emails and usernames of the active accounts of identities a
+// delta does not list, lowercased, "email:" or "username:" prefixed, to their ids. A
+// full read checks uniqueness across everyone (Merge); a delta can only check against
+// what idsync last applied.
+func takenOutside(snapshot map[string]Entry, desired map[string]Identity) map[string]string {
+	taken := make(map[string]string)
+	for id, e := range snapshot {
+		if _, listed := desired[id]; listed || e.User == nil || !e.User.Active {
+			continue
+		}
+		if e.User.Email != "" {
+			taken["email:"+strings.ToLower(e.User.Email)] = id
+		}
+		if e.User.Username != "" {
+			taken["username:"+strings.ToLower(e.User.Username)] = id
+		}
+	}
+	return taken
+}
+
+// collisions returns the reasons to hold want: its email or username is another
+// identity's, as far as taken knows.
+func collisions(taken map[string]string, want *Identity) []string {
+	if len(taken) == 0 || !want.Active {
+		return nil
+	}
+	var reasons []string
+	for _, f := range []struct{ name, value string }{{"email", want.Email}, {"username", want.Username}} {
+		if f.value == "" {
+			continue
+		}
+		if other, ok := taken[f.name+":"+strings.ToLower(f.value)]; ok && other != want.ID {
+			reasons = append(reasons, fmt.Sprintf("%s %q is held by the account of %s, which this incremental read did not list: held until the next full read", f.name, f.value, other))
+		}
+	}
+	return reasons
 }
 
 // diffPresent appends the operations for an identity the sources list and that is valid.

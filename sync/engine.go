@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,9 +103,14 @@ func (r *Report) Held() bool { return len(r.Summary.Guards) > 0 && !r.Summary.Ac
 // a guard, or with failed operations, is not an error: the report says so.
 func (e *Engine) Run(ctx context.Context, ro RunOptions) (*Report, error) {
 	rep := &Report{Summary: RunSummary{Started: e.opt.Now(), Sources: make(map[string]int)}}
-	err := e.run(ctx, ro, rep)
+	marks, err := e.run(ctx, ro, rep)
 	sum := &rep.Summary
 	sum.Finished = e.opt.Now()
+	// The reads' marks count once every planned operation is applied: what failed
+	// must be read again, as a change, next time.
+	if err == nil && marks != nil && !ro.DryRun && !rep.Held() && !incomplete(sum) {
+		sum.Marks = marks
+	}
 	switch {
 	case err != nil:
 		sum.Result, sum.Error = ResultFailed, err.Error()
@@ -143,18 +149,40 @@ func incomplete(s *RunSummary) bool {
 	return false
 }
 
-func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) error {
+// run does the run's work into rep, and returns the marks of its incremental reads.
+func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) (map[string]json.RawMessage, error) {
 	sum := &rep.Summary
+	runs, err := e.store.Runs(0)
+	if err != nil {
+		return nil, fmt.Errorf("read run history: %w", err)
+	}
+	marks := lastMarks(runs)
+	sum.Marks = marks // carried forward unless this run applies everything
 	reads := make([]SourceRead, 0, len(e.sources))
 	m := e.opt.Metrics
 	start := e.opt.Now()
+	var newMarks map[string]json.RawMessage
 	for _, s := range e.sources {
-		ids, err := s.Source.Read(ctx)
-		m.sourceRead(s.Name, len(ids), err)
+		ids, delta, mark, err := e.read(ctx, s, marks[s.Name])
+		m.sourceRead(s.Name, len(ids), delta, err)
 		if err != nil {
-			return fmt.Errorf("source %s: %w", s.Name, err)
+			return nil, fmt.Errorf("source %s: %w", s.Name, err)
 		}
-		e.log.Info("source read", "source", s.Name, "identities", len(ids))
+		if delta {
+			sum.Delta = true
+			e.log.Info("source read: changes since the last read only", "source", s.Name, "identities", len(ids))
+		} else {
+			e.log.Info("source read", "source", s.Name, "identities", len(ids))
+		}
+		if mark != nil {
+			if newMarks == nil {
+				newMarks = maps.Clone(marks)
+			}
+			if newMarks == nil {
+				newMarks = make(map[string]json.RawMessage)
+			}
+			newMarks[s.Name] = mark
+		}
 		sum.Sources[s.Name] = len(ids)
 		reads = append(reads, SourceRead{Source: s.Name, Identities: ids})
 	}
@@ -170,20 +198,19 @@ func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) error {
 		e.log.Warn("some rows have no id: nobody is disabled for being absent in this run", "rows", len(desired.Unanchored))
 	}
 
-	last, err := e.lastGood()
-	if err != nil {
-		return err
+	if !sum.Delta { // a delta of a few changes, or none, is no sign of a bad read
+		sum.Guards = CheckSources(reads, desired.Valid, lastGood(runs), e.opt.Safety)
 	}
-	sum.Guards = CheckSources(reads, desired.Valid, last, e.opt.Safety)
 	snaps := make([]map[string]Entry, len(e.sinks))
 	for i, s := range e.sinks {
 		snap, err := e.store.Snapshot(s.Name)
 		if err != nil {
-			return fmt.Errorf("sink %s: read snapshot: %w", s.Name, err)
+			return nil, fmt.Errorf("sink %s: read snapshot: %w", s.Name, err)
 		}
 		snaps[i] = snap
 		plan := Diff(snap, checked(s, desired.Identities), DiffOptions{
-			Schema: s.Sink.Schema(), Complete: desired.Complete, DeleteAfter: s.DeleteAfter, Now: sum.Started,
+			Schema: s.Sink.Schema(), Complete: desired.Complete && !sum.Delta, DeleteAfter: s.DeleteAfter, Now: sum.Started,
+			Delta: sum.Delta,
 		})
 		plan.Sink = s.Name
 		m.plan(&plan, len(snap))
@@ -203,7 +230,7 @@ func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) error {
 		for _, p := range rep.Plans {
 			sum.Sinks = append(sum.Sinks, SinkSummary{Sink: p.Sink, Planned: p.Counts()})
 		}
-		return nil
+		return newMarks, nil
 	}
 
 	start = e.opt.Now()
@@ -224,7 +251,7 @@ func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) error {
 			errs = append(errs, fmt.Errorf("sink %s: %w", e.sinks[r.i].Name, r.err))
 		}
 	}
-	return errors.Join(errs...)
+	return newMarks, errors.Join(errs...)
 }
 
 type sinkResult struct {
@@ -233,18 +260,40 @@ type sinkResult struct {
 	err     error
 }
 
-// lastGood returns the valid identities of the last run that applied its plan.
-func (e *Engine) lastGood() (int, error) {
-	runs, err := e.store.Runs(0)
-	if err != nil {
-		return 0, fmt.Errorf("read run history: %w", err)
+// read reads one source: a delta when the source can give one and it is the only
+// source (a merge of several sources needs every source's whole view of a person), and
+// the mark of the read for next time.
+func (e *Engine) read(ctx context.Context, s SourceSpec, mark json.RawMessage) (ids []Identity, delta bool, next json.RawMessage, err error) {
+	ds, ok := s.Source.(DeltaSource)
+	if !ok || len(e.sources) > 1 {
+		ids, err = s.Source.Read(ctx)
+		return ids, false, nil, err
 	}
+	d, err := ds.ReadDelta(ctx, mark)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	return d.Identities, !d.Full, d.Mark, nil
+}
+
+// lastMarks returns the incremental sources' marks of the newest run, which carries
+// them forward.
+func lastMarks(runs []RunSummary) map[string]json.RawMessage {
+	if len(runs) == 0 {
+		return nil
+	}
+	return runs[0].Marks
+}
+
+// lastGood returns the valid identities of the last run that applied its plan after a
+// full read.
+func lastGood(runs []RunSummary) int {
 	for _, r := range runs {
-		if r.Result == ResultSuccess || r.Result == ResultPartial {
-			return r.Identities, nil
+		if (r.Result == ResultSuccess || r.Result == ResultPartial) && !r.Delta {
+			return r.Identities
 		}
 	}
-	return 0, nil
+	return 0
 }
 
 // checked returns the desired identities as the sink may take them: those its Checker

@@ -161,7 +161,7 @@ func (m *Metrics) phase(name string, since time.Time, now time.Time) {
 	}
 }
 
-func (m *Metrics) sourceRead(source string, n int, err error) {
+func (m *Metrics) sourceRead(source string, n int, delta bool, err error) {
 	if m == nil {
 		return
 	}
@@ -169,7 +169,9 @@ func (m *Metrics) sourceRead(source string, n int, err error) {
 		m.sourceReadErrors.WithLabelValues(source).Inc()
 		return
 	}
-	m.sourceIdentities.WithLabelValues(source).Set(float64(n))
+	if !delta { // the gauge is the source's size, which a delta does not tell
+		m.sourceIdentities.WithLabelValues(source).Set(float64(n))
+	}
 }
 
 func (m *Metrics) plan(p *Plan, snapshot int) {

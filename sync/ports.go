@@ -15,6 +15,27 @@ type Source interface {
 	Read(ctx context.Context) ([]Identity, error)
 }
 
+// DeltaSource is a source that can also read only what changed since an earlier read
+// (an LDAP directory's modifyTimestamp). The engine keeps the source's mark in the run
+// history and hands it back; the source decides whether a delta can be trusted or a
+// full read is due.
+type DeltaSource interface {
+	Source
+	// ReadDelta reads what changed since the read that gave mark (nil when there is
+	// none), or everyone when the source decides on a full read.
+	ReadDelta(ctx context.Context, mark []byte) (Delta, error)
+}
+
+// Delta is what ReadDelta returns.
+type Delta struct {
+	Identities []Identity
+	// Full is set when the read lists everyone: only then do departures count.
+	Full bool
+	// Mark is the source's JSON record of this read, kept once the run has applied
+	// everything it planned, and handed to the next ReadDelta.
+	Mark []byte
+}
+
 // Sink applies operations to one application's user-management API.
 type Sink interface {
 	// Apply carries out op and returns the sink's ids for the identity. It is safe to

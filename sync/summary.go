@@ -1,6 +1,9 @@
 package sync
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Result is how a run ended.
 type Result string
@@ -28,6 +31,12 @@ type RunSummary struct {
 	Guards     []GuardTrip   `json:"guards,omitempty"`
 	Accepted   bool          `json:"accepted,omitempty"` // the guards were overridden
 	Sinks      []SinkSummary `json:"sinks,omitempty"`
+	// Delta is set when the source was read incrementally: only what changed since
+	// the last read, so nobody was disabled and the source guards did not apply.
+	Delta bool `json:"delta,omitempty"`
+	// Marks are the incremental sources' marks to read from next time: this run's
+	// when it applied everything, else the previous run's, carried forward.
+	Marks map[string]json.RawMessage `json:"marks,omitempty"`
 }
 
 // SinkSummary counts one sink's operations in a run.
