@@ -82,6 +82,8 @@ type RunOptions struct {
 	DryRun bool
 	// AcceptGuard applies the run even though a safety limit tripped.
 	AcceptGuard bool
+	// FullRead reads incremental sources in full, as if they had no mark.
+	FullRead bool
 }
 
 // Report is what a run did, or, for a dry run, would do.
@@ -163,7 +165,11 @@ func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) (map[strin
 	start := e.opt.Now()
 	var newMarks map[string]json.RawMessage
 	for _, s := range e.sources {
-		ids, delta, mark, err := e.read(ctx, s, marks[s.Name])
+		prev := marks[s.Name]
+		if ro.FullRead {
+			prev = nil
+		}
+		ids, delta, mark, err := e.read(ctx, s, prev)
 		m.sourceRead(s.Name, len(ids), delta, err)
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", s.Name, err)

@@ -194,3 +194,40 @@ func TestLDAPMissingEmailHeld(t *testing.T) {
 		}
 	}
 }
+
+// TestLDAPIncremental: with incremental: true, the first run reads in full; the next
+// reads only the entries changed since (here, since the directory was loaded less
+// than a minute ago, everyone again: the mark's overlap); an entry deleted from the
+// directory is not disabled by a delta, only by the next full read (--full-read
+// here, full_every otherwise).
+func TestLDAPIncremental(t *testing.T) {
+	people := ldaptest.People(300)
+	e, dir := newLDAPEnv(t, people, 8)
+	os.WriteFile(e.config, []byte(strings.Replace(string(mustRead(t, e.config)), "page_size: 500\n", "page_size: 500\n      incremental: true\n", 1)), 0o600)
+
+	e.mustRun(exitOK, "--once")
+	if r := e.lastRun(); r.Delta || len(r.Marks["directory"]) == 0 || applied(r)[dsync.CreateUser] != 300 {
+		t.Fatalf("first run: delta %v, marks %s, applied %v; want a full read that leaves a mark", r.Delta, r.Marks, applied(r))
+	}
+
+	changed, gone := people[10], people[20]
+	dir.Modify(t, fmt.Sprintf("dn: %s\nchangetype: modify\nreplace: sn\nsn: Changed\n", ldaptest.PersonDN(dir.Suffix, changed.UID)))
+	dir.Modify(t, fmt.Sprintf("dn: %s\nchangetype: delete\n", ldaptest.PersonDN(dir.Suffix, gone.UID)))
+	e.mustRun(exitOK, "--once")
+	r := e.lastRun()
+	if got := applied(r); !r.Delta || len(got) != 2 || got[dsync.UpdateUser] != 1 || got[dsync.UpdateProfile] != 1 {
+		t.Errorf("delta run: delta %v, applied %v; want one update_user and one update_profile, and no disable", r.Delta, got)
+	}
+	if u := e.userByUsername(gone.UID); u.Blocked {
+		t.Error("a delta run disabled the deleted entry's account")
+	}
+
+	e.mustRun(exitOK, "--once", "--full-read")
+	r = e.lastRun()
+	if got := applied(r); r.Delta || len(got) != 1 || got[dsync.DisableUser] != 1 {
+		t.Errorf("full read: delta %v, applied %v; want one disable_user", r.Delta, got)
+	}
+	if u := e.userByUsername(gone.UID); !u.Blocked {
+		t.Error("the full read did not disable the deleted entry's account")
+	}
+}

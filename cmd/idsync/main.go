@@ -50,6 +50,7 @@ type flags struct {
 	metricsFile string
 	verify      bool
 	rebuild     bool
+	fullRead    bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -65,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&f.rebuild, "rebuild-snapshot", false, "add to the snapshot every account the sinks say idsync owns (after a lost state file), then exit")
+	fs.BoolVar(&f.fullRead, "full-read", false, "read incremental sources in full this run (after a bulk delete in the directory, say)")
 	fs.BoolVar(&f.verify, "verify", false, "before the run, read back the accounts idsync manages and plan the repair of what was changed by hand")
 	fs.StringVar(&f.pushGateway, "push-gateway", "", "with --once: push the run's metrics to this Pushgateway `URL`")
 	fs.StringVar(&f.metricsFile, "metrics-file", "", "with --once: write the run's metrics to this `file` (node_exporter textfile format), atomically")
@@ -77,7 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	if f.acceptGuard && f.dryRun {
 		return nil, errors.New("--accept-guard applies a run; it means nothing with --dry-run")
 	}
-	if f.rebuild && (f.once || f.dryRun || f.verify || f.acceptGuard) {
+	if f.rebuild && (f.once || f.dryRun || f.verify || f.acceptGuard || f.fullRead) {
 		return nil, errors.New("--rebuild-snapshot runs alone: rebuild, review with --dry-run, then run")
 	}
 	if (f.pushGateway != "" || f.metricsFile != "") && !f.once && !f.dryRun {
@@ -175,7 +177,7 @@ func runOnce(ctx context.Context, f *flags, cfg *Config, stdout, stderr io.Write
 			return exitFailed
 		}
 	}
-	rep, err := eng.Run(ctx, dsync.RunOptions{DryRun: f.dryRun, AcceptGuard: f.acceptGuard})
+	rep, err := eng.Run(ctx, dsync.RunOptions{DryRun: f.dryRun, AcceptGuard: f.acceptGuard, FullRead: f.fullRead})
 	if f.dryRun && err == nil {
 		printPlan(stdout, rep)
 	} else {

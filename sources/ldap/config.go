@@ -46,6 +46,11 @@ type Config struct {
 	Groups Groups `yaml:"groups"`
 	// Active says how an entry's active state is read.
 	Active Active `yaml:"active"`
+	// Incremental reads, after a first full one, only the entries whose
+	// modifyTimestamp is past the last read's; a full read still comes every
+	// FullEvery (default 24h), since only a full read shows who left. See delta.go.
+	Incremental bool          `yaml:"incremental"`
+	FullEvery   time.Duration `yaml:"full_every"`
 	// Referrals is what to do with search continuation references (an Active
 	// Directory searched from the domain root returns them for its other
 	// partitions): "fail" (the default: the read is not complete) or "skip".
@@ -135,6 +140,9 @@ func (c *Config) setDefaults() {
 	}
 	c.Groups.Name = cmpOr(c.Groups.Name, "cn")
 	c.Referrals = cmpOr(c.Referrals, "fail")
+	if c.FullEvery == 0 {
+		c.FullEvery = 24 * time.Hour
+	}
 }
 
 func cmpOr(a, b string) string {
@@ -194,6 +202,14 @@ func (c *Config) Validate(path string) []error {
 		if _, err := ldap.ParseDN(c.BindDN); err != nil {
 			bad("bind_dn", "%q: %v", c.BindDN, err)
 		}
+	}
+	switch {
+	case c.FullEvery < 0:
+		bad("full_every", "must be positive")
+	case c.FullEvery > 0 && !c.Incremental:
+		bad("full_every", "is for incremental: true")
+	case c.Incremental && c.Groups.Search != nil:
+		bad("incremental", "groups from a group search cannot be read incrementally: a person taken out of a group is not a change to the person's entry (use groups.member_of, or full reads)")
 	}
 	if c.PageSize < 0 || c.PageSize > 100000 {
 		bad("page_size", "%d: between 1 and 100000", c.PageSize)

@@ -182,6 +182,11 @@ func TestValidate(t *testing.T) {
 		{"bad member attribute", func(c *Config) { c.Groups.Search = &GroupSearch{BaseDN: "ou=g,dc=x", MemberAttribute: "owner"} }, "member_attribute"},
 		{"active attribute without values", func(c *Config) { c.Active = Active{From: "attribute", Attribute: "x"} }, "list the values"},
 		{"bad referrals", func(c *Config) { c.Referrals = "follow" }, "fail or skip"},
+		{"incremental", func(c *Config) { c.Incremental, c.FullEvery = true, time.Hour }, ""},
+		{"full_every alone", func(c *Config) { c.FullEvery = time.Hour }, "full_every: is for incremental: true"},
+		{"incremental with a group search", func(c *Config) {
+			c.Incremental, c.Groups.Search = true, &GroupSearch{BaseDN: "ou=g,dc=x"}
+		}, "ldap.incremental: groups from a group search cannot be read incrementally"},
 	}
 	for _, tt := range tests {
 		c := Config{URL: "ldap://127.0.0.1:389", BindDN: "cn=idsync,dc=x", BindPassword: "p", Searches: []Search{{BaseDN: "ou=people,dc=x"}}}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -28,9 +29,13 @@ type Source struct {
 	password secret.Secret
 	tls      *tls.Config
 	log      *slog.Logger
+	now      func() time.Time
+	// overlap is how far before the newest modifyTimestamp, beyond the read's own
+	// duration, the next delta starts (see delta.go).
+	overlap time.Duration
 }
 
-var _ dsync.Source = (*Source)(nil)
+var _ dsync.DeltaSource = (*Source)(nil)
 
 // New builds a source, reading the password and CA files. It does not dial.
 func New(name string, cfg Config, log *slog.Logger) (*Source, error) {
@@ -38,7 +43,7 @@ func New(name string, cfg Config, log *slog.Logger) (*Source, error) {
 		return nil, errors.Join(errs...)
 	}
 	cfg.setDefaults()
-	s := &Source{name: name, cfg: cfg, log: log}
+	s := &Source{name: name, cfg: cfg, log: log, now: time.Now, overlap: time.Minute}
 	if !cfg.Anonymous {
 		pw, err := secret.Load("bind_password", cfg.BindPassword, cfg.BindPasswordFile)
 		if err != nil {
@@ -61,6 +66,9 @@ func New(name string, cfg Config, log *slog.Logger) (*Source, error) {
 	if cfg.InsecureSkipVerify {
 		log.Warn("insecure_skip_verify is set: the directory's certificate is not checked")
 	}
+	if cfg.Incremental && cfg.Groups.MemberOf != "" {
+		log.Info("incremental reads see a change of group membership when the person's own entry changes; one made only to the group (the memberof overlay, Active Directory's memberOf) waits for the next full read", "full_every", cfg.FullEvery)
+	}
 	return s, nil
 }
 
@@ -68,10 +76,27 @@ func New(name string, cfg Config, log *slog.Logger) (*Source, error) {
 // a size or time limit, an unfollowed referral, a dropped connection, ctx) fails the
 // whole read: a partial list must never look like people who left.
 func (s *Source) Read(ctx context.Context) ([]dsync.Identity, error) {
+	r, err := s.read(ctx, "", func(string) string { return "" })
+	return r.ids, err
+}
+
+// readResult is what one read found.
+type readResult struct {
+	ids    []dsync.Identity
+	server string // the URL read from, redacted
+	// newest is the latest modifyTimestamp among the entries read, when asked for.
+	newest time.Time
+}
+
+// read reads the people whose entries match the searches' filters and, when since
+// gives one for the server connected to, that filter too.
+func (s *Source) read(ctx context.Context, stamp string, since func(server string) string) (readResult, error) {
+	var r readResult
 	conn, server, err := s.connect(ctx)
 	if err != nil {
-		return nil, err
+		return r, err
 	}
+	r.server = server
 	defer conn.Close()
 	// go-ldap's calls take no context: closing the connection ends them.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -84,34 +109,47 @@ func (s *Source) Read(ctx context.Context) ([]dsync.Identity, error) {
 	}
 
 	m := newMapper(&s.cfg, s.name)
+	attrs := m.attributes()
+	if stamp != "" {
+		attrs = append(attrs, stamp)
+	}
+	extra := since(server)
 	seen := make(map[string]bool)
-	var ids []dsync.Identity
 	for _, sr := range s.cfg.Searches {
-		err := s.search(conn, sr.BaseDN, sr.Filter, sr.Scope, m.attributes(), func(e *ldap.Entry) {
+		filter := sr.Filter
+		if extra != "" {
+			filter = "(&" + sr.Filter + extra + ")"
+		}
+		err := s.search(conn, sr.BaseDN, filter, sr.Scope, attrs, func(e *ldap.Entry) {
 			dn := strings.ToLower(e.DN)
 			if seen[dn] { // overlapping searches: the same entry once
 				return
 			}
 			seen[dn] = true
-			ids = append(ids, m.identity(e))
+			r.ids = append(r.ids, m.identity(e))
+			if stamp != "" {
+				if t, err := parseTime(first(e, stamp)); err == nil && t.After(r.newest) {
+					r.newest = t
+				}
+			}
 		})
 		if err != nil {
-			return nil, wrap(fmt.Errorf("search %s %s: %w", sr.BaseDN, sr.Filter, err))
+			return readResult{}, wrap(fmt.Errorf("search %s %s: %w", sr.BaseDN, filter, err))
 		}
 	}
 	if g := s.cfg.Groups.Search; g != nil {
 		members := newMembership(s.cfg.Groups.Name, g.MemberAttribute)
 		err := s.search(conn, g.BaseDN, g.Filter, g.Scope, []string{g.MemberAttribute}, members.add)
 		if err != nil {
-			return nil, wrap(fmt.Errorf("group search %s %s: %w", g.BaseDN, g.Filter, err))
+			return readResult{}, wrap(fmt.Errorf("group search %s %s: %w", g.BaseDN, g.Filter, err))
 		}
-		members.assign(ids)
+		members.assign(r.ids)
 	}
-	for i := range ids {
-		dsync.Normalize(&ids[i])
+	for i := range r.ids {
+		dsync.Normalize(&r.ids[i])
 	}
-	s.log.Debug("read", "server", server, "entries", len(ids))
-	return ids, nil
+	s.log.Debug("read", "server", server, "entries", len(r.ids), "filter", extra)
+	return r, nil
 }
 
 // connect tries each URL in turn and binds. A certificate or credentials problem is
