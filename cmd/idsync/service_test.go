@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idsync/idsync/state"
 	dsync "github.com/idsync/idsync/sync"
 )
 
@@ -350,7 +352,12 @@ func TestDaemonRecoversPanics(t *testing.T) {
 	reg, metrics := newRegistry(false)
 	log := &lockedBuffer{}
 	d := &daemon{log: slog.New(slog.NewTextHandler(log, nil)), metrics: metrics, cfg: &Config{UnreadyAfter: time.Hour}}
-	d.eng = dsync.New([]dsync.SourceSpec{{Name: "bad", Source: panickingSource{}}}, nil, nil, dsync.Options{Metrics: metrics}, d.log)
+	st, err := state.Open(filepath.Join(t.TempDir(), "idsync.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d.eng = dsync.New([]dsync.SourceSpec{{Name: "bad", Source: panickingSource{}}}, nil, st, dsync.Options{Metrics: metrics}, d.log)
 	d.tick(t.Context())
 	d.tick(t.Context())
 	var out strings.Builder
