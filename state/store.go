@@ -1,7 +1,7 @@
 // Package state keeps idsync's snapshot and run history in a bbolt file.
 //
 // The file holds three buckets: meta (the schema version), sinks (one nested bucket per
-// sink, identity id -> JSON of sync.Entry) and runs (big-endian run id -> JSON of
+// sink, identity id -> sync.Entry in the binary layout of codec.go) and runs (big-endian run id -> JSON of
 // sync.RunSummary). Writes from concurrent callers are group-committed: each one returns
 // when it is durable, and writes that arrive together share one transaction and fsync.
 package state

@@ -152,7 +152,7 @@ func printConfigErrors(w io.Writer, path string, err error) {
 // pushed or written if asked.
 func runOnce(ctx context.Context, f *flags, cfg *Config, stdout, stderr io.Writer, log *slog.Logger) int {
 	reg, metrics := newRegistry(false)
-	store, err := openStore(cfg, f.dryRun)
+	store, err := openStore(cfg, f.dryRun, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitFailed
@@ -196,7 +196,7 @@ func runOnce(ctx context.Context, f *flags, cfg *Config, stdout, stderr io.Write
 // rebuild is --rebuild-snapshot: the snapshot gains every account the sinks say idsync
 // owns; nothing in any sink changes.
 func rebuild(ctx context.Context, cfg *Config, stdout, stderr io.Writer, log *slog.Logger) int {
-	store, err := openStore(cfg, false)
+	store, err := openStore(cfg, false, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitFailed
@@ -300,13 +300,19 @@ type closingStore interface {
 }
 
 // openStore opens the state file: read-only for a dry run, which on a first run
-// (no file yet) plans against an empty snapshot and creates no file.
-func openStore(cfg *Config, dryRun bool) (closingStore, error) {
+// (no file yet) plans against an empty snapshot and creates no file, and after an
+// upgrade of idsync (a file of an older schema) against a migrated copy.
+func openStore(cfg *Config, dryRun bool, log *slog.Logger) (closingStore, error) {
 	opts := state.Options{LockTimeout: cfg.LockTimeout, ReadOnly: dryRun}
 	if _, err := os.Stat(cfg.StatePath); dryRun && errors.Is(err, os.ErrNotExist) {
-		return openEmpty(cfg.StatePath, opts)
+		return openScratch(cfg.StatePath, "", opts)
 	}
-	return state.Open(cfg.StatePath, opts)
+	st, err := state.Open(cfg.StatePath, opts)
+	if dryRun && errors.Is(err, state.ErrOutdated) {
+		log.Info("the state file is of an older idsync: planning against a migrated copy; the next run migrates the file itself")
+		return openScratch(cfg.StatePath, cfg.StatePath, opts)
+	}
+	return st, err
 }
 
 func prefix(path string, err error) error {

@@ -125,28 +125,55 @@ func countOrNone(c map[dsync.OpKind]int) string {
 	return " nothing"
 }
 
-// emptyStore is a store in a temporary folder, removed on Close: a first dry run plans
-// against an empty snapshot and leaves no file behind.
-type emptyStore struct {
+// scratchStore is a store in a temporary folder, removed on Close. A first dry run
+// plans against an empty one and leaves no file behind; a dry run after an upgrade,
+// against a copy of the state file, which the copy's open migrates, since a dry run
+// never writes the real file.
+type scratchStore struct {
 	*state.Store
 	dir string
 }
 
-func openEmpty(path string, opt state.Options) (*emptyStore, error) {
+// openScratch opens a scratch store: empty, or a copy of the file at from.
+func openScratch(path, from string, opt state.Options) (*scratchStore, error) {
 	dir, err := os.MkdirTemp("", "idsync-dry-run-")
 	if err != nil {
 		return nil, err
 	}
+	scratch := filepath.Join(dir, filepath.Base(path))
+	if from != "" {
+		if err := copyFile(scratch, from); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
 	opt.ReadOnly = false
-	s, err := state.Open(filepath.Join(dir, filepath.Base(path)), opt)
+	s, err := state.Open(scratch, opt)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &emptyStore{Store: s, dir: dir}, nil
+	return &scratchStore{Store: s, dir: dir}, nil
 }
 
-func (s *emptyStore) Close() error {
+func copyFile(dst, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func (s *scratchStore) Close() error {
 	err := s.Store.Close()
 	os.RemoveAll(s.dir)
 	return err
