@@ -80,6 +80,13 @@ func serve(ctx context.Context, f *flags, cfg *Config, stderr io.Writer, log *sl
 		return exitUsage
 	}
 
+	// The schedule is set before the HTTP server starts: /status reads it.
+	d.cron = cron.New(cron.WithParser(cronParser))
+	if d.entry, err = d.cron.AddFunc(cfg.Schedule, func() { d.tick(ctx) }); err != nil {
+		fmt.Fprintln(stderr, "idsync: schedule:", err)
+		return exitUsage
+	}
+
 	addr := cmpOr(f.listen, cfg.Listen)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -101,11 +108,6 @@ func serve(ctx context.Context, f *flags, cfg *Config, stderr io.Writer, log *sl
 	}()
 	log.Info("idsync started", "listen", ln.Addr().String(), "schedule", cfg.Schedule, "state", cfg.StatePath)
 
-	d.cron = cron.New(cron.WithParser(cronParser))
-	if d.entry, err = d.cron.AddFunc(cfg.Schedule, func() { d.tick(ctx) }); err != nil {
-		fmt.Fprintln(stderr, "idsync: schedule:", err)
-		return exitUsage
-	}
 	d.cron.Start()
 	go d.tick(ctx) // the first run, at start
 
