@@ -257,35 +257,58 @@ func redact(u string) string {
 
 // search runs one paged search, calling fn for every entry of every page. It fails on
 // any error and, unless referrals are to be skipped, on continuation references.
+//
+// The next page is asked for as soon as a page ends, before fn sees its entries: the
+// connection's reader decodes the next page (go-ldap's BER decoding, most of a read's
+// time) while fn maps this one.
 func (s *Source) search(conn *ldap.Conn, base, filter, scope string, attrs []string, fn func(*ldap.Entry)) error {
 	paging := ldap.NewControlPaging(uint32(s.cfg.PageSize))
 	req := ldap.NewSearchRequest(base, scopes[scope], ldap.NeverDerefAliases, 0, 0, false, filter, attrs, []ldap.Control{paging})
+	type answer struct {
+		res *ldap.SearchResult
+		err error
+	}
+	fetch := func() <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			res, err := conn.Search(req)
+			ch <- answer{res, err}
+		}()
+		return ch
+	}
+	next := fetch()
 	for page := 1; ; page++ {
-		res, err := conn.Search(req)
-		if err != nil {
-			return fmt.Errorf("page %d: %w", page, err)
+		a := <-next
+		if a.err != nil {
+			return fmt.Errorf("page %d: %w", page, a.err)
 		}
+		res := a.res
 		if len(res.Referrals) > 0 {
 			if s.cfg.Referrals != "skip" {
 				return fmt.Errorf("page %d: the server referred to %s, which idsync does not follow (set referrals: skip if those are other partitions)", page, strings.Join(res.Referrals, ", "))
 			}
 			s.log.Debug("skipped continuation references", "base", base, "referrals", res.Referrals)
 		}
+		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+		last := false
+		switch {
+		case !ok && page == 1:
+			// A server that ignores paging returned everything in one answer, or hit
+			// its size limit, which Search reports as an error.
+			last = true
+		case !ok:
+			return fmt.Errorf("page %d: the server dropped the paged-results control", page)
+		case len(ctrl.Cookie) == 0:
+			last = true
+		default:
+			paging.SetCookie(ctrl.Cookie)
+			next = fetch()
+		}
 		for _, e := range res.Entries {
 			fn(e)
 		}
-		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
-		if !ok {
-			if page == 1 {
-				// A server that ignores paging returned everything in one answer,
-				// or hit its size limit, which Search reports as an error.
-				return nil
-			}
-			return fmt.Errorf("page %d: the server dropped the paged-results control", page)
-		}
-		if len(ctrl.Cookie) == 0 {
+		if last {
 			return nil
 		}
-		paging.SetCookie(ctrl.Cookie)
 	}
 }
