@@ -1,20 +1,34 @@
 package ldap
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strconv"
 	"testing"
+
+	"github.com/go-ldap/ldap/v3"
 
 	"github.com/idsync/idsync/internal/ldaptest"
 )
 
-// BenchmarkRead is one whole read of IDSYNC_BENCH_LDAP_N people (default 20,000)
-// from a loopback slapd over StartTLS, with the mapping the end-to-end tests use: the
-// source alone, without the snapshot and the plan.
+// The benchmarks read IDSYNC_BENCH_LDAP_N people (default 20,000) from a loopback
+// slapd over StartTLS, three ways: the source (BenchmarkRead), go-ldap alone with the
+// same paged search and no mapping (BenchmarkGoLDAP: the library's floor), and
+// ldapsearch (BenchmarkLdapsearch: the directory's own read speed).
 //
-//	IDSYNC_BENCH_LDAP_N=100000 go test -run='^$' -bench=Read -benchmem ./sources/ldap/
-func BenchmarkRead(b *testing.B) {
+//	IDSYNC_BENCH_LDAP_N=100000 go test -run='^$' -bench=. -benchmem ./sources/ldap/
+
+type benchDir struct {
+	srv   *ldaptest.Server
+	n     int
+	cfg   Config
+	attrs []string
+}
+
+func startBenchDir(b *testing.B) *benchDir {
 	n := 20000
 	if v, err := strconv.Atoi(os.Getenv("IDSYNC_BENCH_LDAP_N")); err == nil {
 		n = v
@@ -28,16 +42,73 @@ func BenchmarkRead(b *testing.B) {
 		Groups:            Groups{MemberOf: "memberOf"},
 		Active:            Active{From: "ppolicy"},
 	}
-	src, err := New("dir", cfg, slog.New(slog.DiscardHandler))
+	d := &benchDir{srv: srv, n: n, cfg: cfg}
+	c := cfg
+	c.setDefaults()
+	d.attrs = newMapper(&c, "dir").attributes()
+	b.ResetTimer()
+	return d
+}
+
+func (d *benchDir) report(b *testing.B) {
+	b.ReportMetric(float64(d.n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+func BenchmarkRead(b *testing.B) {
+	d := startBenchDir(b)
+	src, err := New("dir", d.cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ResetTimer()
 	for range b.N {
 		ids, err := src.Read(b.Context())
-		if err != nil || len(ids) != n {
-			b.Fatalf("read %d identities (%v), want %d", len(ids), err, n)
+		if err != nil || len(ids) != d.n {
+			b.Fatalf("read %d identities (%v), want %d", len(ids), err, d.n)
 		}
 	}
-	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+	d.report(b)
+}
+
+func BenchmarkGoLDAP(b *testing.B) {
+	d := startBenchDir(b)
+	pem, err := os.ReadFile(d.srv.CAFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	for range b.N {
+		conn, err := ldap.DialURL(d.srv.URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := conn.StartTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}); err != nil {
+			b.Fatal(err)
+		}
+		if err := conn.Bind(d.srv.ServiceDN, d.srv.ServicePassword); err != nil {
+			b.Fatal(err)
+		}
+		req := ldap.NewSearchRequest(d.cfg.Searches[0].BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+			d.cfg.Searches[0].Filter, d.attrs, nil)
+		res, err := conn.SearchWithPaging(req, 500)
+		if err != nil || len(res.Entries) != d.n {
+			b.Fatalf("go-ldap read %d entries (%v), want %d", len(res.Entries), err, d.n)
+		}
+		conn.Close()
+	}
+	d.report(b)
+}
+
+func BenchmarkLdapsearch(b *testing.B) {
+	d := startBenchDir(b)
+	args := append([]string{"-x", "-LLL", "-H", d.srv.URL, "-ZZ", "-D", d.srv.ServiceDN, "-w", d.srv.ServicePassword,
+		"-b", d.cfg.Searches[0].BaseDN, "-E", "pr=500/noprompt", d.cfg.Searches[0].Filter}, d.attrs...)
+	for range b.N {
+		cmd := exec.Command("ldapsearch", args...)
+		cmd.Env = append(os.Environ(), "LDAPTLS_CACERT="+d.srv.CAFile)
+		if out, err := cmd.Output(); err != nil || len(out) == 0 {
+			b.Fatalf("ldapsearch: %v", err)
+		}
+	}
+	d.report(b)
 }
