@@ -11,6 +11,10 @@
 #   SOURCES="csv ldap" SIZES="10000 100000" SCENARIOS="first noop changed left" \
 #     RUNS=3 LATENCY=2ms CONCURRENCY=16 bench/run.sh
 #
+# SCENARIOS may also name delta (an incremental LDAP read after one person in a thousand
+# changed) and delta-full (the same run with --full-read), for LDAP only:
+#   SOURCES=ldap SIZES=100000 SCENARIOS="delta delta-full" bench/run.sh
+#
 # CPUPROFILE_DIR=dir also writes a CPU profile of one more run per combination, made in
 # the benchmark's process (so it includes the contract server): dir/<scenario>-<source>-<N>.pprof.
 # Every run's own figures are in the log (LOG=file, default a new file in /tmp). COMMIT
@@ -45,8 +49,14 @@ failed=0
 for scenario in $SCENARIOS; do
   for source in $SOURCES; do
     for n in $SIZES; do
+      bench_scenario=$scenario full_read=
+      case $scenario in
+        delta) [ "$source" = ldap ] || continue ;;
+        delta-full) [ "$source" = ldap ] || continue; bench_scenario=delta full_read=1 ;;
+      esac
       echo "== $scenario $source N=$n ($(date +%T))" | tee -a "$log" >&2
-      if ! out=$(cd cmd/idsync && IDSYNC_BENCH_SOURCE=$source IDSYNC_BENCH_N=$n IDSYNC_BENCH_SCENARIO=$scenario \
+      if ! out=$(cd cmd/idsync && IDSYNC_BENCH_SOURCE=$source IDSYNC_BENCH_N=$n IDSYNC_BENCH_SCENARIO=$bench_scenario \
+        IDSYNC_BENCH_FULL_READ=$full_read \
         IDSYNC_BENCH_RUNS=$RUNS IDSYNC_BENCH_LATENCY=$LATENCY IDSYNC_BENCH_CONCURRENCY=$CONCURRENCY \
         IDSYNC_BENCH_BIN="$tmp/idsync" IDSYNC_BENCH_CPUPROFILE_DIR="${CPUPROFILE_DIR:-}" \
         "$tmp/idsync.test" -test.run='^$' -test.bench='^BenchmarkScale$' -test.benchtime=1x -test.timeout=0 2>&1); then

@@ -2,6 +2,8 @@ package main
 
 import (
 	"cmp"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -21,6 +23,7 @@ import (
 	"github.com/idsync/idsync/internal/ldaptest"
 	"github.com/idsync/idsync/sinks/haplo"
 	"github.com/idsync/idsync/sinks/haplo/haplotest"
+	"github.com/idsync/idsync/sources/ldap"
 	"github.com/idsync/idsync/state"
 	dsync "github.com/idsync/idsync/sync"
 )
@@ -33,11 +36,12 @@ import (
 //
 //	IDSYNC_BENCH_SOURCE          csv or ldap; unset, the benchmark is skipped
 //	IDSYNC_BENCH_N               people in the directory (default 10000)
-//	IDSYNC_BENCH_SCENARIO        first, noop, changed or left (default noop)
+//	IDSYNC_BENCH_SCENARIO        first, noop, changed, left or delta (default noop)
 //	IDSYNC_BENCH_RUNS            measured runs (default 3)
 //	IDSYNC_BENCH_LATENCY         added to every request by the contract server (default 2ms)
 //	IDSYNC_BENCH_CONCURRENCY     the Haplo sink's concurrency (default 16)
 //	IDSYNC_BENCH_BIN             the idsync binary; when unset it is built here, without -race
+//	IDSYNC_BENCH_FULL_READ       when set, runs are given --full-read (delta's comparison)
 //	IDSYNC_BENCH_CPUPROFILE_DIR  when set, one more run, under the CPU profiler, before the
 //	                             measured ones: <scenario>-<source>-<N>.pprof (see profileRun)
 //
@@ -52,6 +56,9 @@ import (
 //     and k update_profile, one request each, and nothing else.
 //   - left: as noop, but k people are gone from the source: k disable_user, two requests
 //     each (block the account, push the profile as past), and nothing else.
+//   - delta (LDAP only): incremental reads, the last read's mark in the state file, and
+//     one person in a thousand with a new last name since: an incremental run reads and
+//     updates those alone. With IDSYNC_BENCH_FULL_READ, the same run reading everyone.
 //
 // The state a first sync leaves is seeded rather than made by a real first sync:
 // Haplo's accounts and profiles through haplotest's AddUser and AddProfile, and the
@@ -106,9 +113,11 @@ type scaleBench struct {
 	// the accounts and profiles that seedHaplo makes, in its order.
 	template string
 	entries  []dsync.Entry
+	// mark is the delta scenario's: the last incremental read's, kept in the template.
+	mark json.RawMessage
 }
 
-var scaleScenarios = []string{"first", "noop", "changed", "left"}
+var scaleScenarios = []string{"first", "noop", "changed", "left", "delta"}
 
 // newScaleBench reads the environment.
 func newScaleBench(b *testing.B) *scaleBench {
@@ -141,6 +150,12 @@ func newScaleBench(b *testing.B) *scaleBench {
 		b.Fatalf("IDSYNC_BENCH_N=%d, IDSYNC_BENCH_RUNS=%d, IDSYNC_BENCH_CONCURRENCY=%d: want at least 100, 1 and 1", s.n, s.runs, s.conc)
 	}
 	s.affected = s.n / 100
+	if s.scenario == "delta" {
+		if source != "ldap" {
+			b.Fatal("IDSYNC_BENCH_SCENARIO=delta reads LDAP incrementally: IDSYNC_BENCH_SOURCE=ldap")
+		}
+		s.affected = max(s.n/1000, 1)
+	}
 	return s
 }
 
@@ -197,18 +212,55 @@ func (s *scaleBench) setUp() {
 		})
 	case s.scenario == "left" && s.source == "ldap":
 		s.modifyEvery100th(func(dn string, _ int) string { return fmt.Sprintf("dn: %s\nchangetype: delete\n", dn) })
+	case s.scenario == "delta":
+		s.mark = deltaMark(b, readConfig)
+		time.Sleep(2 * time.Second) // the changes are past the mark's second
+		s.modifyEvery(1000, func(dn string, i int) string {
+			return fmt.Sprintf("dn: %s\nchangetype: modify\nreplace: sn\nsn: Changed%d\n", dn, i)
+		})
 	}
 }
 
-// modifyEvery100th applies one LDIF change record to every 100th person, with
-// ldapmodify in batches (ldaptest gives each call 30 s, and a delete also rewrites the
-// person's groups through memberof-refint).
+// deltaMark is the mark of a full incremental read of the directory, as if it had
+// been made now: the entries slapadd loaded moments ago are older than it, as they
+// would be in a directory loaded long before (the mark's overlap would otherwise take
+// them all in again).
+func deltaMark(b *testing.B, config string) json.RawMessage {
+	cfg, err := LoadConfig(config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, err := ldap.New("directory", *cfg.Sources[0].LDAP, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := src.ReadDelta(b.Context(), nil)
+	if err != nil || !d.Full {
+		b.Fatalf("the first incremental read: full %v, %v", d.Full, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(d.Mark, &m); err != nil {
+		b.Fatal(err)
+	}
+	m["since"] = time.Now().UTC().Add(time.Second).Format("20060102150405Z")
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// modifyEvery100th applies one LDIF change record to every 100th person.
 func (s *scaleBench) modifyEvery100th(record func(dn string, i int) string) {
+	s.modifyEvery(100, record)
+}
+
+// modifyEvery applies one LDIF change record to every nth person, with ldapmodify in
+// batches (ldaptest gives each call 30 s, and a delete also rewrites the person's
+// groups through memberof-refint).
+func (s *scaleBench) modifyEvery(nth int, record func(dn string, i int) string) {
 	var batch strings.Builder
-	for i := 0; i < s.n; i += 100 {
+	for i := 0; i < s.n; i += nth {
 		batch.WriteString(record(ldaptest.PersonDN(s.ldap.Suffix, s.people[i].UID), i))
 		batch.WriteString("\n")
-		if (i/100+1)%100 == 0 || i+100 >= s.n {
+		if (i/nth+1)%100 == 0 || i+nth >= s.n {
 			s.ldap.Modify(s.b, batch.String())
 			batch.Reset()
 		}
@@ -245,7 +297,8 @@ func (s *scaleBench) config(url, statePath string) string {
       profile_attributes: {job_title: title}
       groups: {member_of: memberOf}
       active: {from: ppolicy}
-`, d.URL, d.CAFile, d.ServiceDN, d.ServicePassword, d.Suffix)
+      incremental: %t
+`, d.URL, d.CAFile, d.ServiceDN, d.ServicePassword, d.Suffix, s.scenario == "delta")
 	}
 	opt := s.haploOptions()
 	var groups []string
@@ -369,6 +422,16 @@ func (s *scaleBench) seedHaplo(srv *haplotest.Server) {
 	if first {
 		s.template = filepath.Join(s.dir, "template.db")
 		writeSnapshot(b, s.template, s.schema, s.before, func(i int) dsync.Entry { return s.entries[i] })
+		if s.mark != nil {
+			st, err := state.Open(s.template, state.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			err = st.RecordRun(dsync.RunSummary{Result: dsync.ResultSuccess, Identities: s.n, Marks: map[string]json.RawMessage{"directory": s.mark}})
+			if err = errors.Join(err, st.Close()); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }
 
@@ -410,7 +473,7 @@ func (s *scaleBench) want() map[dsync.OpKind]int {
 	switch s.scenario {
 	case "first":
 		return map[dsync.OpKind]int{dsync.CreateProfile: s.n, dsync.CreateUser: s.n}
-	case "changed":
+	case "changed", "delta":
 		return map[dsync.OpKind]int{dsync.UpdateProfile: s.affected, dsync.UpdateUser: s.affected}
 	case "left":
 		return map[dsync.OpKind]int{dsync.DisableUser: s.affected}
@@ -423,7 +486,7 @@ func (s *scaleBench) wantRequests() int {
 	switch s.scenario {
 	case "first":
 		return 3 * s.n
-	case "changed", "left":
+	case "changed", "left", "delta":
 		return 2 * s.affected
 	}
 	return 0
@@ -436,7 +499,11 @@ func (s *scaleBench) measureRun(i int) scaleResult {
 	r := s.prepare(fmt.Sprintf("run%d", i))
 	defer r.close()
 	before := selfCPU(b)
-	u := measure(b, exec.Command(s.bin, "--once", "--config", r.config))
+	args := []string{"--once", "--config", r.config}
+	if os.Getenv("IDSYNC_BENCH_FULL_READ") != "" {
+		args = append(args, "--full-read")
+	}
+	u := measure(b, exec.Command(s.bin, args...))
 	res := scaleResult{usage: u, serverCPU: selfCPU(b) - before, requests: r.srv.Requests(), applied: s.check(r)}
 	fi, err := os.Stat(r.state)
 	if err != nil {
