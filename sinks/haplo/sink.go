@@ -762,15 +762,39 @@ func (s *Sink) Owned(ctx context.Context) ([]dsync.Entry, error) {
 
 var _ dsync.Checker = (*Sink)(nil)
 
-// haploEmail is the platform's K_EMAIL_VALIDATION_REGEX: ASCII only, so an
-// internationalised domain in UTF-8 is refused.
-var haploEmail = regexp.MustCompile("^[a-zA-Z0-9!#$%*/?|^{}`~&'+=_.-]+@[a-zA-Z0-9-]+\\.[a-zA-Z0-9.-]+$")
+// haploEmail reports whether Haplo accepts email: its K_EMAIL_VALIDATION_REGEX,
+// ^[a-zA-Z0-9!#$%*/?|^{}`~&'+=_.-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9.-]+$, written out (the
+// regular expression took a tenth of a 100,000-person no-op run). ASCII only, so an
+// internationalised domain in UTF-8 is refused. TestHaploEmail holds it to the regex.
+func haploEmail(email string) bool {
+	alnum := func(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' }
+	at := strings.IndexByte(email, '@')
+	if at <= 0 {
+		return false
+	}
+	for i := range at {
+		if c := email[i]; !alnum(c) && !strings.ContainsRune("!#$%*/?|^{}`~&'+=_.-", rune(c)) {
+			return false
+		}
+	}
+	domain := email[at+1:]
+	dot := strings.IndexByte(domain, '.') // the first: the first label has none
+	if dot <= 0 || dot == len(domain)-1 {
+		return false
+	}
+	for i := range len(domain) {
+		if c := domain[i]; !alnum(c) && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
 
 // Check holds the people Haplo would refuse, before anything is made for them: an
 // email outside its pattern, or an empty first or last name (both are required).
 func (s *Sink) Check(id *dsync.Identity) []string {
 	var problems []string
-	if !haploEmail.MatchString(id.Email) {
+	if !haploEmail(id.Email) {
 		problems = append(problems, fmt.Sprintf("Haplo refuses the email %q (ASCII letters, digits and !#$%%*/?|^{}`~&'+=_.- only; an internationalised domain must be given in its xn-- form)", id.Email))
 	}
 	if strings.TrimSpace(id.FirstName) == "" || strings.TrimSpace(id.LastName) == "" {

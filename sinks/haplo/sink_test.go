@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"math/rand/v2"
 	"regexp"
 	"slices"
 	"strconv"
@@ -579,5 +580,30 @@ func TestProfileCodesProbeStopsSink(t *testing.T) {
 				t.Errorf("%d profiles, want 0", n)
 			}
 		})
+	}
+}
+
+// TestHaploEmail holds haploEmail to the platform's regular expression, on chosen
+// cases and on a million random strings over the characters that matter.
+func TestHaploEmail(t *testing.T) {
+	re := regexp.MustCompile("^[a-zA-Z0-9!#$%*/?|^{}`~&'+=_.-]+@[a-zA-Z0-9-]+\\.[a-zA-Z0-9.-]+$")
+	cases := []string{"", "a@b.c", "ann.lee@example.org", "@b.c", "a@.c", "a@b.", "a@b..", "a@b.c.", "a@@b.c", "a@b@c.d",
+		"a b@c.d", "a@b_c.d", "a@b-c.d-e", "é@b.c", "a@bé.c", "a@xn--bcher-kva.example", "a@b.c\n", "!#$%*/?|^{}`~&'+=_.-@b.c", "a\x00@b.c"}
+	for _, c := range cases {
+		if got, want := haploEmail(c), re.MatchString(c); got != want {
+			t.Errorf("haploEmail(%q) = %v, the regex says %v", c, got, want)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "ab9@.-_ !é\n"
+	buf := make([]byte, 0, 12)
+	for range 1000000 {
+		buf = buf[:0]
+		for range rng.IntN(10) {
+			buf = append(buf, alphabet[rng.IntN(len(alphabet))])
+		}
+		if got, want := haploEmail(string(buf)), re.MatchString(string(buf)); got != want {
+			t.Fatalf("haploEmail(%q) = %v, the regex says %v", buf, got, want)
+		}
 	}
 }
