@@ -86,7 +86,7 @@ func newFleet(t *testing.T, n int) *fleet {
 // requests counts the requests the in-process servers received (scimmy's are not
 // counted).
 func (f *fleet) requests() int {
-	n := totalRequests(f.srv) + f.descope.RequestCount() + f.domo.Total()
+	n := totalRequests(f.srv) + f.descope.Total() + f.domo.Total()
 	for _, c := range f.icure.Requests() {
 		n += c
 	}

@@ -233,7 +233,7 @@ func TestBatchRefusedKey(t *testing.T) {
 			t.Errorf("%s: got %v, want ErrStopSink", id, r.err)
 		}
 	}
-	if n := srv.RequestCount(); n != 1 {
+	if n := srv.Total(); n != 1 {
 		t.Errorf("got %d requests, want the one batch", n)
 	}
 }

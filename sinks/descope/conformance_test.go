@@ -44,7 +44,7 @@ func TestConformance(t *testing.T) {
 						u, ok := sh.find(srv, id)
 						return sinktest.Account{Email: u.Email, Active: u.Status != "disabled"}, ok
 					},
-					Requests:   srv.RequestCount,
+					Requests:   srv.Total,
 					FailNext:   srv.FailNext,
 					SetLatency: srv.SetLatency,
 					Remove: func(id string) {

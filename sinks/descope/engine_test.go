@@ -69,12 +69,12 @@ func TestFirstSyncThroughTheEngine(t *testing.T) {
 		}
 	}
 
-	before := srv.RequestCount()
+	before := srv.Total()
 	rep, err = eng.Run(t.Context(), dsync.RunOptions{})
 	if err != nil || len(rep.Plans) != 1 || !rep.Plans[0].Empty() {
 		t.Fatalf("second run: %v, %+v", err, rep.Plans)
 	}
-	if n := srv.RequestCount() - before; n != 0 {
+	if n := srv.Total() - before; n != 0 {
 		t.Errorf("the second run made %d requests", n)
 	}
 

@@ -144,11 +144,11 @@ func TestLoginIDFollowsItsField(t *testing.T) {
 	// A username change does not touch the loginId when it is the email.
 	want2 := want
 	want2.Username = "renamed"
-	before := srv.RequestCount()
+	before := srv.Total()
 	if _, err := update(t, s, id, want, want2); err != nil {
 		t.Fatal(err)
 	}
-	if n := srv.RequestCount() - before; n != 0 {
+	if n := srv.Total() - before; n != 0 {
 		t.Errorf("a username change made %d requests with login_id email", n)
 	}
 
@@ -383,13 +383,13 @@ func TestRolesAndTenants(t *testing.T) {
 		}
 	}
 	// Groups that map to nothing change nothing, without a request.
-	before = srv.RequestCount()
+	before = srv.Total()
 	want2 := want
 	want2.Groups = []string{"admins", "eng", "ops", "unmapped"}
 	if _, err := update(t, s, id, want, want2); err != nil {
 		t.Fatal(err)
 	}
-	if n := srv.RequestCount() - before; n != 0 {
+	if n := srv.Total() - before; n != 0 {
 		t.Errorf("an unmapped group change made %d requests", n)
 	}
 }

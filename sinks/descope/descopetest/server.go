@@ -24,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/idsync/idsync/internal/contract"
 )
 
 // Documented rate limits, per project and per 60 s window.
@@ -102,15 +104,22 @@ type Server struct {
 	ts  *httptest.Server
 	opt Options
 
-	mu       sync.Mutex
-	users    map[string]*User  // by userId
-	logins   map[string]string // lowercased loginId -> userId
-	nextID   int
-	requests map[string]int
-	calls    []Call
-	latency  time.Duration
-	faults   []fault
-	window   struct {
+	// Traffic counts the requests by endpoint (user.load, users.load, user.search,
+	// user.create, user.create.batch, user.update, user.patch, user.status,
+	// user.email, user.name, user.phone, user.picture, user.loginid, user.attribute,
+	// user.role.set, user.role.add, user.role.remove, user.tenant.add,
+	// user.tenant.remove, user.delete, user.delete.batch, other; refused ones
+	// included) and adds the latency: a request whose client gives up while it waits
+	// has no effect.
+	contract.Traffic
+
+	mu     sync.Mutex
+	users  map[string]*User  // by userId
+	logins map[string]string // lowercased loginId -> userId
+	nextID int
+	calls  []Call
+	faults []fault
+	window struct {
 		start        time.Time
 		user, create int
 	}
@@ -138,8 +147,9 @@ func New(opt Options) *Server {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Server{opt: opt, users: map[string]*User{}, logins: map[string]string{}, requests: map[string]int{},
-		latency: opt.Latency}
+	s := &Server{opt: opt, users: map[string]*User{}, logins: map[string]string{}}
+	s.SetLatency(opt.Latency)
+	return s
 }
 
 // NewServer starts a server on a loopback port; Close stops it.
@@ -246,46 +256,11 @@ func (s *Server) Remove(loginIDOrUserID string) bool {
 	return u != nil
 }
 
-// Requests returns how many requests each endpoint has received, failed and refused
-// ones included. Labels: user.load, users.load, user.search, user.create,
-// user.create.batch, user.update, user.patch, user.status, user.email, user.name,
-// user.phone, user.picture, user.loginid, user.attribute, user.role.set,
-// user.role.add, user.role.remove, user.tenant.add, user.tenant.remove, user.delete,
-// user.delete.batch, other.
-func (s *Server) Requests() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := make(map[string]int, len(s.requests))
-	for k, v := range s.requests {
-		m[k] = v
-	}
-	return m
-}
-
-// RequestCount is the number of requests received in all.
-func (s *Server) RequestCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, v := range s.requests {
-		n += v
-	}
-	return n
-}
-
 // Calls returns every request received, in order.
 func (s *Server) Calls() []Call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.calls)
-}
-
-// SetLatency changes the latency added to every request. A request whose client
-// gives up while it waits has no effect.
-func (s *Server) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.latency = d
 }
 
 // FailNext makes the next n requests fail with status before they have any effect.
@@ -370,19 +345,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.requests[rt.label]++
 	s.calls = append(s.calls, Call{Endpoint: rt.label, Method: r.Method, Path: r.URL.RequestURI(), Body: body})
-	latency := s.latency
 	s.mu.Unlock()
-
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	if !s.Arrive(r, rt.label) {
+		return
 	}
 
 	s.mu.Lock()

@@ -391,8 +391,8 @@ func TestLatencyNoticesCancellation(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("the server held the abandoned request for %v", d)
 	}
-	if len(s.Users()) != 0 || s.RequestCount() != 1 {
-		t.Errorf("got %d users after %d requests, want none after 1", len(s.Users()), s.RequestCount())
+	if len(s.Users()) != 0 || s.Total() != 1 {
+		t.Errorf("got %d users after %d requests, want none after 1", len(s.Users()), s.Total())
 	}
 }
 

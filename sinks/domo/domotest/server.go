@@ -46,6 +46,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/idsync/idsync/internal/contract"
 )
 
 // Options configures a Server. The zero value is a working server.
@@ -123,15 +125,18 @@ type Server struct {
 	opt Options
 	ts  *httptest.Server
 
+	// Traffic counts the requests by endpoint (token, user.create, user.list,
+	// user.get, user.update, user.delete, other, faults and refusals included) and
+	// adds the latency.
+	contract.Traffic
+
 	mu            sync.Mutex
 	users         map[int64]*User
 	nextID        int64
 	tokens        map[string]time.Time // token -> expiry
 	refuseTokens  bool
 	tokenFetches  int
-	requests      map[string]int
 	log           []Request
-	latency       time.Duration
 	failNext      int
 	failStatus    int
 	loseNext      int
@@ -208,7 +213,7 @@ func newServer(opt Options) *Server {
 	}
 	s := &Server{
 		opt: opt, users: map[int64]*User{}, nextID: 1001, tokens: map[string]time.Time{},
-		requests: map[string]int{}, latency: opt.Latency, budget: opt.RateBudget, window: opt.RateWindow,
+		budget: opt.RateBudget, window: opt.RateWindow,
 		customByName: map[string]int64{}, roleNamesByID: map[int64]string{},
 	}
 	for name, id := range standardRoles {
@@ -221,36 +226,13 @@ func newServer(opt Options) *Server {
 		s.roleNamesByID[id] = name
 		s.customByName[name] = id
 	}
+	s.SetLatency(opt.Latency)
 	return s
 }
 
 // ClientID and ClientSecret return the OAuth client's credentials.
 func (s *Server) ClientID() string     { return s.opt.ClientID }
 func (s *Server) ClientSecret() string { return s.opt.ClientSecret }
-
-// Requests returns how many requests each endpoint has received, faults and refusals
-// included. Labels: token, user.create, user.list, user.get, user.update,
-// user.delete, other.
-func (s *Server) Requests() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := make(map[string]int, len(s.requests))
-	for k, v := range s.requests {
-		m[k] = v
-	}
-	return m
-}
-
-// Total returns how many requests the server has received.
-func (s *Server) Total() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.requests {
-		n += c
-	}
-	return n
-}
 
 // Log returns every request that has ended, in the order they ended.
 func (s *Server) Log() []Request {
@@ -377,13 +359,6 @@ func (s *Server) LoseNext(n int) {
 	s.loseNext = n
 }
 
-// SetLatency changes the latency added to every request.
-func (s *Server) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.latency = d
-}
-
 // SetRateBudget changes the rate budget: n requests per window, 0 for no limit. The
 // current window starts again.
 func (s *Server) SetRateBudget(n int, window time.Duration) {
@@ -451,18 +426,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}()
 
-	s.mu.Lock()
-	s.requests[rt.label]++
-	latency := s.latency
-	s.mu.Unlock()
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	if !s.Arrive(r, rt.label) {
+		return
 	}
 
 	s.mu.Lock()

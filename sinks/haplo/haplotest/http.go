@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"time"
 )
 
 // route is one endpoint: the label Requests counts it under, and its handler.
@@ -71,19 +70,8 @@ func splitElements(rest string) []string {
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, args, found := routeFor(r)
 
-	s.mu.Lock()
-	s.requests[rt.label]++
-	latency := s.latency
-	s.mu.Unlock()
-
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	if !s.Arrive(r, rt.label) {
+		return
 	}
 
 	s.mu.Lock()

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/idsync/idsync/internal/contract"
 )
 
 // Options configures a Server. Only ControlFile is required.
@@ -96,6 +98,11 @@ type Server struct {
 	opt     Options
 	control map[string]any
 
+	// Traffic counts the requests by endpoint (user.get, user.update, user.create,
+	// user.enable, user.find-by-tag, user.group, push-data, other; faults and
+	// authentication failures included) and adds the latency.
+	contract.Traffic
+
 	mu          sync.Mutex
 	principals  map[int]*principal
 	index       map[string]map[int]*principal // see reindex
@@ -105,9 +112,7 @@ type Server struct {
 	behaviours  map[string]map[int64]bool // configured-behaviour code -> ids of objects holding it
 	nextObject  int64
 	model       map[string]*destination // the haplo:person data-import model
-	requests    map[string]int
-	keyFailures map[string][]time.Time // failed key look-ups by client IP
-	latency     time.Duration
+	keyFailures map[string][]time.Time  // failed key look-ups by client IP
 	faults      Faults
 	failNext    int
 	loseNext    int    // see LoseNext
@@ -159,12 +164,11 @@ func New(opt Options) (*Server, error) {
 		behaviours:  map[string]map[int64]bool{},
 		model:       newPersonModel(opt.PersonHasBehaviour),
 		nextObject:  firstObjectID,
-		requests:    map[string]int{},
 		keyFailures: map[string][]time.Time{},
-		latency:     opt.Latency,
 		rng:         rand.New(rand.NewPCG(uint64(opt.Seed), 0x68706c6f)),
 		now:         time.Now,
 	}
+	s.SetLatency(opt.Latency)
 	s.principals[groupEveryone] = &principal{id: groupEveryone, isGroup: true, code: codeEveryone, name: "Everyone"}
 	s.groups = append(s.groups, s.principals[groupEveryone])
 	for _, code := range opt.Groups {
@@ -213,19 +217,6 @@ func (s *Server) ImportName() string { return s.opt.ImportName }
 
 // Handler returns the HTTP handler of the fake application.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
-
-// Requests returns how many requests each endpoint has received, faults and
-// authentication failures included. Labels: user.get, user.update,
-// user.create, user.enable, user.find-by-tag, user.group, push-data, other.
-func (s *Server) Requests() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := make(map[string]int, len(s.requests))
-	for k, v := range s.requests {
-		m[k] = v
-	}
-	return m
-}
 
 // Users returns copies of every user account (not groups), sorted by ID.
 func (s *Server) Users() []User {
@@ -354,13 +345,6 @@ func (s *Server) behaviourRef(code string) (int64, bool) {
 		}
 	}
 	return found, found != 0
-}
-
-// SetLatency changes the latency added to every request.
-func (s *Server) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.latency = d
 }
 
 // SetFaults changes the faults injected into requests.

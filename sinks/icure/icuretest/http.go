@@ -1,11 +1,9 @@
 package icuretest
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -115,22 +113,8 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, args := routeFor(r)
-	s.mu.Lock()
-	s.requests[rt.label]++
-	latency := s.latency
-	s.mu.Unlock()
-	if latency > 0 {
-		// Read the body first: net/http notices that the client went away (and ends
-		// r.Context()) only once the handler has read the whole body.
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	if !s.Arrive(r, rt.label) {
+		return
 	}
 
 	sw := &statusWriter{ResponseWriter: w}

@@ -31,6 +31,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/idsync/idsync/internal/contract"
 )
 
 // Options configures a Server. The zero value is usable.
@@ -104,13 +106,17 @@ type Server struct {
 	opt Options
 	ts  *httptest.Server
 
+	// Traffic counts the requests by endpoint (auth.login, auth.refresh, user.create,
+	// user.modify, user.get, user.by_email, user.current, user.list, user.delete,
+	// user.undelete, user.purge, user.token, other; faults and refused credentials
+	// included) and adds the latency.
+	contract.Traffic
+
 	mu         sync.Mutex
 	users      map[string]*record
 	access     map[string]grant // bearer tokens
 	refresh    map[string]grant // refresh tokens
-	requests   map[string]int
 	log        []Request
-	latency    time.Duration
 	failNext   int
 	failStatus int
 	touchAfter map[string]int // user id -> GETs after which to Touch it
@@ -170,18 +176,18 @@ func newServer(opt Options) *Server {
 	if opt.DefaultLimit <= 0 {
 		opt.DefaultLimit = 1000
 	}
-	return &Server{
+	s := &Server{
 		opt:        opt,
 		users:      map[string]*record{},
 		access:     map[string]grant{},
 		refresh:    map[string]grant{},
-		requests:   map[string]int{},
 		touchAfter: map[string]int{},
-		latency:    opt.Latency,
 		rateLimit:  opt.RateLimit,
 		rateWindow: opt.RateWindow,
 		now:        time.Now,
 	}
+	s.SetLatency(opt.Latency)
+	return s
 }
 
 // Username is the administrator's login.
@@ -339,13 +345,6 @@ func (s *Server) FailNext(n, status int) {
 	s.failNext, s.failStatus = n, status
 }
 
-// SetLatency changes the latency added to every request.
-func (s *Server) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.latency = d
-}
-
 // SetRateLimit changes the rate-limit budget: n requests per window; 0 admits all.
 func (s *Server) SetRateLimit(n int, window time.Duration) {
 	s.mu.Lock()
@@ -368,16 +367,6 @@ func (s *Server) ExpireSessions() {
 	defer s.mu.Unlock()
 	clear(s.access)
 	clear(s.refresh)
-}
-
-// Requests returns how many requests each endpoint has received, faults and refused
-// credentials included. Labels: auth.login, auth.refresh, user.create, user.modify,
-// user.get, user.by_email, user.current, user.list, user.delete, user.undelete,
-// user.purge, user.token, other.
-func (s *Server) Requests() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.requests)
 }
 
 // Log returns every request received so far, in order of their answers.
