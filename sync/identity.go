@@ -171,11 +171,48 @@ func Normalize(id *Identity) {
 	}
 }
 
+// simpleEmail reports whether s is an address that net/mail certainly takes as it is:
+// a dot-atom of ASCII atext, one @, and dot-separated labels of letters, digits and
+// hyphens. Most addresses are, and parsing them took a tenth of a CSV read; ValidEmail
+// parses only the others. TestSimpleEmail holds it to the parser.
+func simpleEmail(s string) bool {
+	at := strings.IndexByte(s, '@')
+	if at <= 0 || at == len(s)-1 {
+		return false
+	}
+	alnum := func(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' }
+	atext := func(c byte) bool { return alnum(c) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0 }
+	label := func(c byte) bool { return alnum(c) || c == '-' }
+	return dotAtom(s[:at], atext) && dotAtom(s[at+1:], label)
+}
+
+// dotAtom reports whether s is runs of characters ok takes, joined by single dots.
+func dotAtom(s string, ok func(byte) bool) bool {
+	dot := true // at the start, or just after a dot
+	for i := range len(s) {
+		switch c := s[i]; {
+		case c == '.' && !dot:
+			dot = true
+		case c != '.' && ok(c):
+			dot = false
+		default:
+			return false
+		}
+	}
+	return !dot
+}
+
 // ValidEmail reports whether s is a bare email address: what net/mail parses, with
 // nothing around it, one @ and a domain without spaces. Sources use it, so that every
 // source means the same by an invalid email.
 func ValidEmail(s string) bool {
-	if len(s) > MaxEmailBytes || CheckText(s, MaxEmailBytes) != "" {
+	if len(s) > MaxEmailBytes {
+		return false
+	}
+	if simpleEmail(s) {
+		return true
+	}
+	if CheckText(s, MaxEmailBytes) != "" {
 		return false
 	}
 	a, err := mail.ParseAddress(s)

@@ -111,7 +111,7 @@ type row struct {
 // email or username, with another row: "people.csv:7: duplicate id "E1", also at line
 // 3". Emails and usernames compare case-insensitively.
 func markDuplicates(ids []dsync.Identity, rows []row) {
-	byID, byEmail, byUsername := newDupIndex(len(ids)), newDupIndex(len(ids)), newDupIndex(0)
+	byID, byEmail, byUsername := newDupIndex(len(ids)), newDupIndex(len(ids)), newDupIndex(len(ids))
 	for i := range ids {
 		id := &ids[i]
 		if id.ID != "" {
