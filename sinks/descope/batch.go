@@ -28,6 +28,11 @@ type batcher struct {
 
 	mu      gosync.Mutex
 	pending *pendingBatch
+	// inflight counts the batches sent and not yet answered. A batch that is due
+	// waits for them, so that one whose request is still waiting for the budget does
+	// not let the next one go out with a user or two: the budget's tokens are only
+	// taken when a request starts.
+	inflight int
 }
 
 type pendingBatch struct {
@@ -35,6 +40,7 @@ type pendingBatch struct {
 	keys  map[string]bool // lowercased loginIds: one of each per batch
 	timer *time.Timer
 	sent  bool
+	due   bool // its wait is over; it goes out when the budget and inflight allow
 }
 
 // batchItem is one caller's create.
@@ -113,13 +119,26 @@ func (b *batcher) submit(ctx context.Context, it *batchItem) (batchResult, error
 	return batchResult{}, ctx.Err()
 }
 
-// due sends p when its wait is over, unless the create budget is spent: then p stays
-// open until the budget has a request to give.
+// due sends p when its wait is over, unless the create budget is spent or another
+// batch is still on its way: then p stays open, gathering, until the budget has a
+// request to give and the batch before it is answered.
 func (b *batcher) due(p *pendingBatch) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.pending != p {
 		return
+	}
+	p.due = true
+	b.sendDueLocked()
+}
+
+// sendDueLocked sends the pending batch if it is due, no batch is in flight and the
+// budget has a request to give; when only the budget is short, it looks again when it
+// will not be. b.mu is held.
+func (b *batcher) sendDueLocked() {
+	p := b.pending
+	if p == nil || !p.due || b.inflight > 0 {
+		return // run looks again when the batch in flight is answered
 	}
 	if d := untilToken(b.budget); d > 0 {
 		p.timer.Reset(d)
@@ -146,6 +165,7 @@ func (b *batcher) flushLocked() {
 	b.pending = nil
 	p.timer.Stop()
 	p.sent = true
+	b.inflight++
 	go b.run(p.items)
 }
 
@@ -165,6 +185,10 @@ func (b *batcher) run(items []*batchItem) {
 		})
 	}
 	res := b.send(ctx, items)
+	b.mu.Lock()
+	b.inflight--
+	b.sendDueLocked()
+	b.mu.Unlock()
 	for i, it := range items {
 		stops[i]()
 		it.res <- res[i]

@@ -212,11 +212,33 @@ func (s *Sink) recreate(ctx context.Context, op dsync.Op, cause error) (dsync.Ou
 	return out, nil
 }
 
+// sendOne creates a lone user with the single create endpoint and says what became of
+// it, in a batch's terms: a 4xx is the user's failure, settled by the caller with a
+// look-up of the loginId, as a failed user of a batch is.
+func (s *Sink) sendOne(ctx context.Context, it *batchItem) batchResult {
+	var a userAnswer
+	err := s.createCall(ctx, "user.create", "/v1/mgmt/user/create", it.body, &a)
+	var ae *APIError
+	switch {
+	case err == nil && a.User.UserID != "":
+		return batchResult{kind: resCreated, user: a.User}
+	case err == nil:
+		return batchResult{kind: resUnsure, err: errors.New("user.create: the answer holds no user")}
+	case ctx.Err() != nil, errors.Is(err, dsync.ErrStopSink):
+		return batchResult{kind: resError, err: err}
+	case errors.As(err, &ae) && ae.Status/100 == 4:
+		return batchResult{kind: resFailed, failure: err.Error()}
+	}
+	return batchResult{kind: resUnsure, err: err}
+}
+
 // sendBatch sends items as one create/batch request and says what became of each.
 func (s *Sink) sendBatch(ctx context.Context, items []*batchItem) []batchResult {
 	res := make([]batchResult, len(items))
 	if len(items) == 1 {
-		res[0].kind = resAlone
+		// A lone user goes to the single create endpoint, but inside the batcher, so
+		// that its create request counts as the batch's (see batcher.inflight).
+		res[0] = s.sendOne(ctx, items[0])
 		return res
 	}
 	body := struct {
