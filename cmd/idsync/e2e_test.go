@@ -57,13 +57,7 @@ func newEnv(t testing.TB, n int, extra string) *env {
 	t.Setenv("TEST_IMPORT_KEY", e.srv.ImportAPIKey())
 	cfg := fmt.Sprintf(`state_path: idsync.db
 sources:
-  - name: hr
-    csv:
-      path: people.csv
-      columns: {id: employee_id, username: login, email: email, first_name: given_name, last_name: family_name, active: status, groups: teams}
-      active: {true: [active], false: [left]}
-      attributes: {job_title: job_title}
-sinks:
+`+csvSource("people.csv")+`sinks:
   - name: haplo
     haplo:
       url: %s
@@ -79,6 +73,18 @@ sinks:
 	}
 	e.writeCSV()
 	return e
+}
+
+// csvSource is the configuration of the source genRows writes, at path: a source
+// list's entry.
+func csvSource(path string) string {
+	return `  - name: hr
+    csv:
+      path: ` + path + `
+      columns: {id: employee_id, username: login, email: email, first_name: given_name, last_name: family_name, active: status, groups: teams}
+      active: {true: [active], false: [left]}
+      attributes: {job_title: job_title}
+`
 }
 
 func (e *env) writeCSV() {

@@ -274,13 +274,7 @@ func (s *scaleBench) config(url, statePath string) string {
 	var source string
 	switch s.source {
 	case "csv":
-		source = fmt.Sprintf(`  - name: hr
-    csv:
-      path: %s
-      columns: {id: employee_id, username: login, email: email, first_name: given_name, last_name: family_name, active: status, groups: teams}
-      active: {true: [active], false: [left]}
-      attributes: {job_title: job_title}
-`, s.csvPath)
+		source = csvSource(s.csvPath)
 	case "ldap":
 		d := s.ldap
 		source = fmt.Sprintf(`  - name: directory

@@ -22,13 +22,7 @@ func newSCIMEnv(t *testing.T, n int) (*env, *scimtest.Server) {
 	os.WriteFile(filepath.Join(dir, "scim.token"), []byte(srv.Token+"\n"), 0o600)
 	cfg := fmt.Sprintf(`state_path: idsync.db
 sources:
-  - name: hr
-    csv:
-      path: people.csv
-      columns: {id: employee_id, username: login, email: email, first_name: given_name, last_name: family_name, active: status, groups: teams}
-      active: {true: [active], false: [left]}
-      attributes: {job_title: job_title}
-sinks:
+`+csvSource("people.csv")+`sinks:
   - name: app
     scim:
       url: %s

@@ -57,8 +57,8 @@ const (
 	resCreated resultKind = iota + 1
 	// resFailed: the answer lists the user among failedUsers, with failure.
 	resFailed
-	// resAlone: no batch request made the user, certainly (a batch of one, or a
-	// batch refused whole with a 4xx): create it alone.
+	// resAlone: no batch request made the user, certainly (the batch was refused
+	// whole with a 4xx): create it alone.
 	resAlone
 	// resUnsure: the batch failed in a way that leaves unknown whether it made the
 	// user (a 5xx, a network error, an answer that does not name it).
