@@ -203,6 +203,17 @@ type decoder struct {
 	identities               []dsync.Identity
 	strings                  []string
 	identitySize, stringSize int
+	// reuse decodes every entry into the same identities, lists and maps, for
+	// entries that are looked at one at a time and mostly dropped: decoding a 100,000
+	// entry snapshot then makes one allocation an entry (its strings) instead of a
+	// dozen. Each entry's strings are still its own.
+	reuse bool
+	// The reused parts: the identities (user, profile), their attribute maps, and the
+	// items of the entry's lists; next is the identity to decode into next.
+	scratch [2]dsync.Identity
+	maps    [2]map[string][]string
+	items   []string
+	next    int
 }
 
 // Block sizes: each new block is twice the last, from minBlock up to maxBlock items, so
@@ -235,6 +246,7 @@ func (d *decoder) entry(v []byte) (dsync.Entry, error) {
 	// allocation instead of one per string. The parts keep the whole copy alive, but
 	// the entry as a whole is what a snapshot keeps.
 	d.s, d.off, d.err = string(v), 0, nil
+	d.next, d.items = 0, d.items[:0]
 	var e dsync.Entry
 	switch format := d.byte(); {
 	case d.err != nil:
@@ -275,7 +287,13 @@ func (d *decoder) entry(v []byte) (dsync.Entry, error) {
 }
 
 func (d *decoder) identity(entryID string) *dsync.Identity {
-	id := &cut(&d.identities, &d.identitySize, 1)[0]
+	var id *dsync.Identity
+	if d.reuse {
+		id = &d.scratch[d.next]
+		*id = dsync.Identity{}
+	} else {
+		id = &cut(&d.identities, &d.identitySize, 1)[0]
+	}
 
 	flags := d.byte()
 	if flags&^identityFlags != 0 {
@@ -294,7 +312,15 @@ func (d *decoder) identity(entryID string) *dsync.Identity {
 	id.DisplayName = d.string()
 	id.Groups = d.list()
 	if n := d.count(); n > 0 {
-		id.Attributes = make(map[string][]string, n)
+		if d.reuse {
+			if d.maps[d.next] == nil {
+				d.maps[d.next] = make(map[string][]string, n)
+			}
+			id.Attributes = d.maps[d.next]
+			clear(id.Attributes)
+		} else {
+			id.Attributes = make(map[string][]string, n)
+		}
 		prev := ""
 		for i := range n {
 			k := d.string()
@@ -305,6 +331,7 @@ func (d *decoder) identity(entryID string) *dsync.Identity {
 			prev = k
 		}
 	}
+	d.next++
 	return id
 }
 
@@ -314,7 +341,17 @@ func (d *decoder) list() []string {
 	if n == 0 {
 		return nil
 	}
-	l := cut(&d.strings, &d.stringSize, n)
+	var l []string
+	if d.reuse {
+		if len(d.items)+n > cap(d.items) { // the entry's earlier lists keep the old array
+			d.items = make([]string, 0, max(2*cap(d.items), n, minBlock))
+		}
+		start := len(d.items)
+		d.items = d.items[:start+n]
+		l = d.items[start : start+n : start+n]
+	} else {
+		l = cut(&d.strings, &d.stringSize, n)
+	}
 	for i := range l {
 		l[i] = d.string()
 	}

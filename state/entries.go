@@ -29,6 +29,33 @@ func (s *Store) Snapshot(sink string) (map[string]dsync.Entry, error) {
 	return entries, nil
 }
 
+// Entries calls fn with every entry of sink, one at a time, in the order of their ids,
+// and stops at fn's first error, which it returns. Each entry's strings are its own,
+// but its identities, lists and maps are reused for the next entry: fn keeps a Clone
+// of what it keeps. A run compares 100,000 entries with the sources so, holding and
+// allocating little beyond the few that changed. fn runs inside a read transaction:
+// it must not use the store.
+func (s *Store) Entries(sink string, fn func(dsync.Entry) error) error {
+	err := s.view(func(tx *bolt.Tx) error {
+		b := sinkBucket(tx, sink)
+		if b == nil {
+			return nil
+		}
+		d := decoder{reuse: true}
+		return b.ForEach(func(k, v []byte) error {
+			e, err := d.keyed(k, v)
+			if err != nil {
+				return err
+			}
+			return fn(e)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("state: snapshot of %s: %w", sink, err)
+	}
+	return nil
+}
+
 // decodeEntries decodes every entry of b.
 //
 // It decodes on one goroutine, straight into the map. Decoding JSON on every CPU paid
@@ -40,15 +67,9 @@ func decodeEntries(b *bolt.Bucket) (map[string]dsync.Entry, error) {
 	entries := make(map[string]dsync.Entry, b.Stats().KeyN)
 	var d decoder
 	err := b.ForEach(func(k, v []byte) error {
-		if v == nil {
-			return fmt.Errorf("%q is a bucket, not an entry", k)
-		}
-		e, err := d.entry(v)
-		if err == nil && e.ID != string(k) {
-			err = fmt.Errorf("%w: it holds the entry of %q", errCorrupt, e.ID)
-		}
+		e, err := d.keyed(k, v)
 		if err != nil {
-			return fmt.Errorf("entry %q: %w", k, err)
+			return err
 		}
 		entries[e.ID] = e // e.ID is part of the entry's one string: no copy of the key
 		return nil
@@ -57,6 +78,21 @@ func decodeEntries(b *bolt.Bucket) (map[string]dsync.Entry, error) {
 		return nil, err
 	}
 	return entries, nil
+}
+
+// keyed decodes the entry v stored under k, which must be its id.
+func (d *decoder) keyed(k, v []byte) (dsync.Entry, error) {
+	if v == nil {
+		return dsync.Entry{}, fmt.Errorf("%q is a bucket, not an entry", k)
+	}
+	e, err := d.entry(v)
+	if err == nil && e.ID != string(k) {
+		err = fmt.Errorf("%w: it holds the entry of %q", errCorrupt, e.ID)
+	}
+	if err != nil {
+		return dsync.Entry{}, fmt.Errorf("entry %q: %w", k, err)
+	}
+	return e, nil
 }
 
 // Put stores e as sink's entry for e.ID. It returns when the entry is durable.

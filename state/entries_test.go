@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -121,7 +122,50 @@ func TestEntries(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Snapshot(%q) (-want +got):\n%s", tt.sink, diff)
 			}
+			streamed, err := entriesOf(s, tt.sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, streamed); diff != "" {
+				t.Errorf("Entries(%q) (-want +got):\n%s", tt.sink, diff)
+			}
 		})
+	}
+}
+
+// entriesOf collects what Entries gives, checking that it comes in id order, once each.
+// It keeps clones: Entries reuses an entry's identities for the next.
+func entriesOf(s *Store, sink string) (map[string]dsync.Entry, error) {
+	got := map[string]dsync.Entry{}
+	last := ""
+	err := s.Entries(sink, func(e dsync.Entry) error {
+		if _, dup := got[e.ID]; dup || (len(got) > 0 && e.ID <= last) {
+			return fmt.Errorf("entry %q after %q: not in id order", e.ID, last)
+		}
+		got[e.ID], last = e.Clone(), e.ID
+		return nil
+	})
+	return got, err
+}
+
+// TestEntriesStopsAtFnError: fn's error ends the walk and comes back, wrapped.
+func TestEntriesStopsAtFnError(t *testing.T) {
+	s := openStore(t, tempPath(t), Options{})
+	for i := range 10 {
+		if err := s.Put("haplo", fullEntry(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := errors.New("enough")
+	calls := 0
+	err := s.Entries("haplo", func(dsync.Entry) error {
+		if calls++; calls == 3 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls != 3 {
+		t.Errorf("Entries: %d calls, error %v; want 3 calls and the error fn returned", calls, err)
 	}
 }
 

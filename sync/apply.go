@@ -28,7 +28,9 @@ type opResult struct {
 // identity's chain; the others go on. When ctx ends, no new operation starts, and those
 // in flight get DrainTimeout to finish and be recorded.
 //
-// The error is for what stops the whole sink: the snapshot could not be written.
+// snap holds the snapshot entries of the plan's identities (a Differ's Plan gives
+// them); an identity without one is new. The error is for what stops the whole sink:
+// the snapshot could not be written.
 func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[string]Entry) (SinkSummary, error) {
 	sum := SinkSummary{Sink: s.Name, Planned: plan.Counts()}
 	if plan.Empty() {

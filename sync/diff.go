@@ -44,70 +44,149 @@ type DiffOptions struct {
 //
 // Only identities in the snapshot are ever enabled, disabled or deleted: accounts idsync
 // did not create or adopt are never touched.
+//
+// Diff is a Differ given every entry of snapshot; a run uses a Differ itself, so that
+// the snapshot need not be in memory all at once.
 func Diff(snapshot map[string]Entry, desired map[string]Identity, opt DiffOptions) Plan {
-	var p Plan
-	profiles := opt.Schema.Profile != 0
+	d := NewDiffer(desired, opt)
 	for _, e := range snapshot {
-		if e.User != nil && e.User.Active {
-			p.Managed++
-		}
+		d.Add(e)
 	}
-	var taken map[string]string
-	if opt.Delta {
-		taken = takenOutside(snapshot, desired)
-	}
-	for id, want := range desired {
-		if !want.Valid() {
-			p.Held = append(p.Held, Held{ID: id, Where: want.Where(), Reason: slices.Clone(want.Problems)})
-			continue
-		}
-		if reasons := collisions(taken, &want); len(reasons) > 0 {
-			p.Held = append(p.Held, Held{ID: id, Where: want.Where(), Reason: reasons})
-			continue
-		}
-		ops := diffPresent(nil, snapshot[id], want, opt.Schema, profiles)
-		if opt.Delta {
-			ops = slices.DeleteFunc(ops, func(op Op) bool { return op.Kind == DisableUser })
-		}
-		p.Ops = append(p.Ops, ops...)
-	}
-	for id, e := range snapshot {
-		if _, ok := desired[id]; ok || !opt.Complete || opt.Delta || e.User == nil {
-			continue
-		}
-		last := lastApplied(e)
-		switch {
-		case e.User.Active:
-			p.Ops = append(p.Ops, Op{Kind: DisableUser, ID: id, Want: last, Have: e.Profile, UserID: e.UserID, ProfileRef: e.ProfileRef})
-		case opt.DeleteAfter > 0 && opt.Schema.Delete && !e.DisabledAt.IsZero() && !opt.Now.Before(e.DisabledAt.Add(opt.DeleteAfter)):
-			p.Ops = append(p.Ops, Op{Kind: DeleteUser, ID: id, Want: last, UserID: e.UserID, ProfileRef: e.ProfileRef})
-		}
-	}
-	slices.SortFunc(p.Ops, func(a, b Op) int {
-		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
-	})
-	slices.SortFunc(p.Held, func(a, b Held) int { return cmp.Compare(a.ID, b.ID) })
+	p, _ := d.Plan()
 	return p
 }
 
-// takenOutside indexes the emails and usernames of the active accounts of identities a
-// delta does not list, lowercased, "email:" or "username:" prefixed, to their ids. A
-// full read checks uniqueness across everyone (Merge); a delta can only check against
-// what idsync last applied.
-func takenOutside(snapshot map[string]Entry, desired map[string]Identity) map[string]string {
-	taken := make(map[string]string)
-	for id, e := range snapshot {
-		if _, listed := desired[id]; listed || e.User == nil || !e.User.Active {
-			continue
+// Differ is Diff taking the snapshot one entry at a time, in any order: it keeps only
+// the entries that the plan's operations are about, so that a run over 100,000 people
+// whose snapshot mostly matches the sources holds a handful of entries rather than all
+// of them. Like Diff, it does no I/O and reads no clock.
+type Differ struct {
+	desired map[string]Identity
+	opt     DiffOptions
+	plan    Plan
+	entries int
+	// seen holds the desired identities the snapshot has an entry for; the rest are new.
+	seen map[string]struct{}
+	// need holds the entries of identities with operations, which applying them needs.
+	need map[string]Entry
+	// A delta holds its identities' entries until every entry is in: an identity is
+	// held when an entry not listed holds its email or username (taken).
+	listed map[string]Entry
+	taken  map[string]string
+}
+
+// NewDiffer returns a Differ for one sink's plan. desired is only read.
+func NewDiffer(desired map[string]Identity, opt DiffOptions) *Differ {
+	d := &Differ{desired: desired, opt: opt, seen: make(map[string]struct{}, len(desired)), need: make(map[string]Entry)}
+	if opt.Delta {
+		d.listed, d.taken = make(map[string]Entry), make(map[string]string)
+	}
+	return d
+}
+
+// Add takes one snapshot entry. Each id must come once. What Add keeps of e, it
+// copies: e may be reused once Add returns.
+func (d *Differ) Add(e Entry) {
+	d.entries++
+	if e.User != nil && e.User.Active {
+		d.plan.Managed++
+	}
+	want, listed := d.desired[e.ID]
+	switch {
+	case listed:
+		d.seen[want.ID] = struct{}{}
+		switch {
+		case !want.Valid(): // held in Plan, whatever the entry says
+		case d.opt.Delta:
+			d.listed[want.ID] = e.Clone()
+		case len(d.opsFor(e, want)) > 0:
+			d.present(e.Clone(), want)
 		}
-		if e.User.Email != "" {
-			taken["email:"+strings.ToLower(e.User.Email)] = id
+	case d.opt.Delta:
+		takeNames(d.taken, e)
+	case d.opt.Complete && e.User != nil:
+		deletable := d.opt.DeleteAfter > 0 && d.opt.Schema.Delete && !e.DisabledAt.IsZero() && !d.opt.Now.Before(e.DisabledAt.Add(d.opt.DeleteAfter))
+		if !e.User.Active && !deletable {
+			return
 		}
-		if e.User.Username != "" {
-			taken["username:"+strings.ToLower(e.User.Username)] = id
+		e = e.Clone()
+		d.need[e.ID] = e
+		last := lastApplied(e)
+		if e.User.Active {
+			d.plan.Ops = append(d.plan.Ops, Op{Kind: DisableUser, ID: e.ID, Want: last, Have: e.Profile, UserID: e.UserID, ProfileRef: e.ProfileRef})
+		} else {
+			d.plan.Ops = append(d.plan.Ops, Op{Kind: DeleteUser, ID: e.ID, Want: last, UserID: e.UserID, ProfileRef: e.ProfileRef})
 		}
 	}
-	return taken
+}
+
+// opsFor returns the operations for a valid identity that the snapshot may know (e is
+// zero when not).
+func (d *Differ) opsFor(e Entry, want Identity) []Op {
+	ops := diffPresent(nil, e, want, d.opt.Schema, d.opt.Schema.Profile != 0)
+	if d.opt.Delta {
+		ops = slices.DeleteFunc(ops, func(op Op) bool { return op.Kind == DisableUser })
+	}
+	return ops
+}
+
+// present adds opsFor(e, want) to the plan and keeps e, which the plan now holds.
+func (d *Differ) present(e Entry, want Identity) {
+	ops := d.opsFor(e, want)
+	if len(ops) > 0 && e.ID != "" {
+		d.need[e.ID] = e
+	}
+	d.plan.Ops = append(d.plan.Ops, ops...)
+}
+
+// Plan returns the plan once every entry is in, and the snapshot entries of the
+// identities its operations are about: what applying it needs of the snapshot.
+func (d *Differ) Plan() (Plan, map[string]Entry) {
+	for id, want := range d.desired {
+		if !want.Valid() {
+			d.plan.Held = append(d.plan.Held, Held{ID: id, Where: want.Where(), Reason: slices.Clone(want.Problems)})
+			continue
+		}
+		if reasons := collisions(d.taken, &want); len(reasons) > 0 {
+			d.plan.Held = append(d.plan.Held, Held{ID: id, Where: want.Where(), Reason: reasons})
+			continue
+		}
+		if e, ok := d.listed[id]; ok {
+			d.present(e.Clone(), want)
+		} else if _, ok := d.seen[id]; !ok {
+			d.present(Entry{}, want)
+		}
+	}
+	slices.SortFunc(d.plan.Ops, func(a, b Op) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
+	})
+	slices.SortFunc(d.plan.Held, func(a, b Held) int { return cmp.Compare(a.ID, b.ID) })
+	return d.plan, d.need
+}
+
+// Entries is how many snapshot entries were added.
+func (d *Differ) Entries() int { return d.entries }
+
+// takeNames indexes the email and username of the active account of an identity a
+// delta does not list, lowercased, "email:" or "username:" prefixed, to its id. A full
+// read checks uniqueness across everyone (Merge); a delta can only check against what
+// idsync last applied. Where several hold one (the snapshot of a directory that
+// changed its mind), the least id is named, whatever the order entries come in.
+func takeNames(taken map[string]string, e Entry) {
+	if e.User == nil || !e.User.Active {
+		return
+	}
+	take := func(key string) {
+		if other, ok := taken[key]; !ok || e.ID < other {
+			taken[key] = e.ID
+		}
+	}
+	if e.User.Email != "" {
+		take("email:" + strings.ToLower(e.User.Email))
+	}
+	if e.User.Username != "" {
+		take("username:" + strings.ToLower(e.User.Username))
+	}
 }
 
 // collisions returns the reasons to hold want: its email or username is another

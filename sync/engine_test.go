@@ -24,10 +24,23 @@ type memStore struct {
 
 func newMemStore() *memStore { return &memStore{entries: map[string]map[string]Entry{}} }
 
+// Snapshot is the tests' look at a sink's entries.
 func (m *memStore) Snapshot(sink string) (map[string]Entry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return maps.Clone(m.entries[sink]), nil
+}
+
+func (m *memStore) Entries(sink string, fn func(Entry) error) error {
+	m.mu.Lock()
+	snap := maps.Clone(m.entries[sink])
+	m.mu.Unlock()
+	for _, id := range slices.Sorted(maps.Keys(snap)) {
+		if err := fn(snap[id]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *memStore) Put(sink string, e Entry) error {

@@ -120,6 +120,21 @@ func Changed(a, b *Identity, set FieldSet) FieldSet {
 	return c
 }
 
+// Clone returns a copy of id that shares nothing writable with it: its lists and
+// attribute map are copied.
+func (id *Identity) Clone() *Identity {
+	c := *id
+	c.Groups = slices.Clone(id.Groups)
+	c.Problems = slices.Clone(id.Problems)
+	if id.Attributes != nil {
+		c.Attributes = make(map[string][]string, len(id.Attributes))
+		for k, v := range id.Attributes {
+			c.Attributes[k] = slices.Clone(v)
+		}
+	}
+	return &c
+}
+
 // Project returns a copy of id that keeps only the fields in set, plus ID and Active.
 // It is what a record kind holds of an identity, and so what the snapshot stores.
 func Project(id Identity, set FieldSet) Identity {

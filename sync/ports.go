@@ -115,12 +115,36 @@ type Entry struct {
 	Failures int `json:"failures,omitempty"`
 }
 
+// Clone returns a copy of e that shares nothing writable with it.
+func (e Entry) Clone() Entry {
+	if e.User != nil {
+		e.User = e.User.Clone()
+	}
+	if e.Profile != nil {
+		e.Profile = e.Profile.Clone()
+	}
+	return e
+}
+
 // Store keeps the snapshot and the run history. Put is durable when it returns.
 type Store interface {
-	Snapshot(sink string) (map[string]Entry, error)
+	// Entries calls fn with every entry of sink, one at a time, and returns fn's
+	// first error. An entry's identities, lists and maps may be reused for the next
+	// one: fn keeps a Clone of what it keeps. fn must not use the store.
+	Entries(sink string, fn func(Entry) error) error
 	Put(sink string, e Entry) error
 	Delete(sink, id string) error
 	RecordRun(r RunSummary) error
 	// Runs returns up to limit run summaries, newest first; all when limit <= 0.
 	Runs(limit int) ([]RunSummary, error)
+}
+
+// snapshot reads all of sink's entries into a map, keyed by id.
+func snapshot(st Store, sink string) (map[string]Entry, error) {
+	snap := make(map[string]Entry)
+	err := st.Entries(sink, func(e Entry) error {
+		snap[e.ID] = e.Clone()
+		return nil
+	})
+	return snap, err
 }

@@ -36,7 +36,7 @@ func (e *Engine) Rebuild(ctx context.Context) ([]RebuildCount, error) {
 		if err != nil {
 			return counts, fmt.Errorf("sink %s: list accounts: %w", s.Name, err)
 		}
-		snap, err := e.store.Snapshot(s.Name)
+		snap, err := snapshot(e.store, s.Name)
 		if err != nil {
 			return counts, fmt.Errorf("sink %s: %w", s.Name, err)
 		}

@@ -48,7 +48,7 @@ func (e *Engine) Verify(ctx context.Context) ([]Drift, error) {
 }
 
 func (e *Engine) verify(ctx context.Context, s SinkSpec, r Reader) ([]Drift, error) {
-	snap, err := e.store.Snapshot(s.Name)
+	snap, err := snapshot(e.store, s.Name)
 	if err != nil {
 		return nil, err
 	}
