@@ -84,6 +84,10 @@ type RunOptions struct {
 	AcceptGuard bool
 	// FullRead reads incremental sources in full, as if they had no mark.
 	FullRead bool
+	// Approve, when set, sees the report with its plans and guards before anything is
+	// applied; an error stops the run there, with nothing applied (--apply-plan checks
+	// that the plan is the one reviewed).
+	Approve func(*Report) error
 }
 
 // Report is what a run did, or, for a dry run, would do.
@@ -243,6 +247,12 @@ func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) (map[strin
 			sum.Sinks = append(sum.Sinks, SinkSummary{Sink: p.Sink, Planned: p.Counts()})
 		}
 		return newMarks, nil
+	}
+
+	if ro.Approve != nil {
+		if err := ro.Approve(rep); err != nil {
+			return nil, err
+		}
 	}
 
 	start = e.opt.Now()

@@ -28,6 +28,7 @@ const (
 	exitFailed = 1 // the run failed, or some operations failed
 	exitUsage  = 2 // bad configuration or usage
 	exitHeld   = 3 // a safety limit held the run
+	exitDrift  = 4 // --check: the plan is not empty
 )
 
 func main() {
@@ -51,6 +52,10 @@ type flags struct {
 	verify      bool
 	rebuild     bool
 	fullRead    bool
+	check       bool
+	planFormat  string
+	planOut     string
+	applyPlan   string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -60,6 +65,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.config, "config", "./config.yaml", "YAML configuration `file`")
 	fs.BoolVar(&f.once, "once", false, "run once, then exit")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "read and plan, print the plan, change nothing")
+	fs.BoolVar(&f.check, "check", false, "as --dry-run, and exit 4 when the plan is not empty: a drift check for CI and monitoring")
+	fs.StringVar(&f.planFormat, "plan-format", "text", "with --dry-run or --check: the plan as text, json or csv")
+	fs.StringVar(&f.applyPlan, "apply-plan", "", "run once, applying exactly the plan in this `file` (from --dry-run --plan-format json): refused, with nothing applied, if the sources or the snapshot changed it since")
+	fs.StringVar(&f.planOut, "plan-out", "", "with --dry-run or --check: write the plan to this `file` (mode 0600) instead of stdout")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "load and validate the configuration, print problems, exit")
 	fs.BoolVar(&f.acceptGuard, "accept-guard", false, "apply this one run even though a safety limit tripped")
 	fs.StringVar(&f.listen, "listen", "", "HTTP `address` for /metrics and health (service mode)")
@@ -75,6 +84,24 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if f.applyPlan != "" {
+		if f.dryRun || f.check || f.verify || f.acceptGuard {
+			return nil, errors.New("--apply-plan applies a reviewed plan as it is: not with --dry-run, --check, --verify or --accept-guard (the guards the plan shows tripped were reviewed with it)")
+		}
+		f.once = true
+	}
+	if f.check {
+		if f.once {
+			return nil, errors.New("--check plans and changes nothing; it means nothing with --once")
+		}
+		f.dryRun = true
+	}
+	if _, ok := planFormats[f.planFormat]; !ok {
+		return nil, fmt.Errorf("--plan-format %q: text, json or csv", f.planFormat)
+	}
+	if (f.planOut != "" || f.planFormat != "text") && !f.dryRun {
+		return nil, errors.New("--plan-out and --plan-format write a plan to review: use them with --dry-run or --check")
 	}
 	if f.acceptGuard && f.dryRun {
 		return nil, errors.New("--accept-guard applies a run; it means nothing with --dry-run")
@@ -177,13 +204,36 @@ func runOnce(ctx context.Context, f *flags, cfg *Config, stdout, stderr io.Write
 			return exitFailed
 		}
 	}
-	rep, err := eng.Run(ctx, dsync.RunOptions{DryRun: f.dryRun, AcceptGuard: f.acceptGuard, FullRead: f.fullRead})
-	if f.dryRun && err == nil {
-		printPlan(stdout, rep)
-	} else {
+	ro := dsync.RunOptions{DryRun: f.dryRun, AcceptGuard: f.acceptGuard, FullRead: f.fullRead}
+	if f.applyPlan != "" {
+		reviewed, err := readPlanFile(f.applyPlan)
+		if err != nil {
+			fmt.Fprintln(stderr, "idsync:", err)
+			return exitUsage
+		}
+		ro.AcceptGuard, ro.Approve = true, approvePlan(reviewed)
+	}
+	rep, err := eng.Run(ctx, ro)
+	switch {
+	case !f.dryRun || err != nil:
 		printSummary(stdout, rep)
+	case f.planOut != "":
+		if werr := writePlanFile(f.planOut, f.planFormat, rep); werr != nil {
+			err = werr
+			fmt.Fprintln(stderr, "idsync:", werr)
+		} else {
+			fmt.Fprintf(stdout, "%s\nplan written to %s (%s)\n", planSummary(rep), f.planOut, f.planFormat)
+		}
+	default:
+		if werr := planFormats[f.planFormat](stdout, rep); werr != nil {
+			err = werr
+			fmt.Fprintln(stderr, "idsync: writing the plan:", werr)
+		}
 	}
 	code := exitCode(rep, err)
+	if f.check && code != exitFailed && planned(rep) {
+		code = exitDrift
+	}
 	if rerr := reportMetrics(ctx, f, reg); rerr != nil {
 		fmt.Fprintln(stderr, "idsync:", rerr)
 		if code == exitOK {
@@ -217,6 +267,16 @@ func rebuild(ctx context.Context, cfg *Config, stdout, stderr io.Writer, log *sl
 	}
 	fmt.Fprintln(stdout, "review the next run with --dry-run")
 	return exitOK
+}
+
+// planned reports whether any sink's plan has an operation.
+func planned(rep *dsync.Report) bool {
+	for _, p := range rep.Plans {
+		if !p.Empty() {
+			return true
+		}
+	}
+	return false
 }
 
 func exitCode(rep *dsync.Report, err error) int {

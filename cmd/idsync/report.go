@@ -11,30 +11,6 @@ import (
 	dsync "github.com/idsync/idsync/sync"
 )
 
-// printPlan writes a dry run's plan: per sink and phase, one operation a line, with
-// counts, then the held identities and the guards.
-func printPlan(w io.Writer, rep *dsync.Report) {
-	for _, p := range rep.Plans {
-		counts := p.Counts()
-		fmt.Fprintf(w, "sink %s: %d operations%s, %d held\n", p.Sink, len(p.Ops), countList(counts), len(p.Held))
-		var last dsync.OpKind
-		for _, op := range p.Ops {
-			if op.Kind != last {
-				fmt.Fprintf(w, "  %s (%d)\n", op.Kind, counts[op.Kind])
-				last = op.Kind
-			}
-			fmt.Fprintf(w, "    %s\n", opLine(op))
-		}
-		if len(p.Held) > 0 {
-			fmt.Fprintf(w, "  held, left as they are (%d)\n", len(p.Held))
-			for _, h := range p.Held {
-				fmt.Fprintf(w, "    %s: %s\n", h.ID, strings.Join(h.Reason, "; "))
-			}
-		}
-	}
-	printProblemsAndGuards(w, rep)
-}
-
 // opLine is one operation: the identity, and for updates the fields that change.
 func opLine(op dsync.Op) string {
 	s := op.ID
