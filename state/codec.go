@@ -17,6 +17,7 @@ import (
 //	entry    = format:byte(1) flags:byte id user_id profile_ref
 //	           [user:identity] [profile:identity] [disabled_at:time]
 //	           last_error [last_error_at:time] failures:varint
+//	           [last_op:byte last_op_at:time]
 //	identity = flags:byte [id] username email first_name last_name display_name
 //	           groups:list attributes:(uvarint count, count × (key list))
 //	list     = uvarint count, count × string
@@ -45,7 +46,9 @@ const (
 	entryAdopted
 	entryHasDisabledAt
 	entryHasLastErrorAt
-	entryFlags = entryHasUser | entryHasProfile | entryAdopted | entryHasDisabledAt | entryHasLastErrorAt
+	// entryHasLastOp: the last operation applied and when (schema version 3 on).
+	entryHasLastOp
+	entryFlags = entryHasUser | entryHasProfile | entryAdopted | entryHasDisabledAt | entryHasLastErrorAt | entryHasLastOp
 )
 
 // Identity flags.
@@ -106,6 +109,9 @@ func appendEntry(b []byte, e *dsync.Entry) []byte {
 	if !e.LastErrorAt.IsZero() {
 		flags |= entryHasLastErrorAt
 	}
+	if e.LastOp != 0 && !e.LastOpAt.IsZero() { // the engine sets both, always
+		flags |= entryHasLastOp
+	}
 	b = append(b, entryFormat, flags)
 	b = appendString(b, e.ID)
 	b = appendString(b, e.UserID)
@@ -123,7 +129,12 @@ func appendEntry(b []byte, e *dsync.Entry) []byte {
 	if flags&entryHasLastErrorAt != 0 {
 		b = appendTime(b, e.LastErrorAt)
 	}
-	return binary.AppendVarint(b, int64(e.Failures))
+	b = binary.AppendVarint(b, int64(e.Failures))
+	if flags&entryHasLastOp != 0 {
+		b = append(b, byte(e.LastOp))
+		b = appendTime(b, e.LastOpAt)
+	}
+	return b
 }
 
 func appendIdentity(b []byte, id *dsync.Identity, entryID string) []byte {
@@ -277,6 +288,14 @@ func (d *decoder) entry(v []byte) (dsync.Entry, error) {
 		e.LastErrorAt = d.time()
 	}
 	e.Failures = d.int()
+	if flags&entryHasLastOp != 0 {
+		op := dsync.OpKind(d.byte())
+		if _, known := dsync.ParseOpKind(op.String()); !known && d.err == nil {
+			d.failf("unknown last operation %d", op)
+		}
+		e.LastOp = op
+		e.LastOpAt = d.time()
+	}
 	if d.err == nil && d.off != len(d.s) {
 		d.failf("%d bytes after the entry", len(d.s)-d.off)
 	}

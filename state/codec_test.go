@@ -192,6 +192,9 @@ func randomEntry(r *rand.Rand) dsync.Entry {
 		return id
 	}
 	e.User, e.Profile = identity(), identity()
+	if r.IntN(2) == 0 {
+		e.LastOp, e.LastOpAt = dsync.OpKinds[r.IntN(len(dsync.OpKinds))], time.Unix(r.Int64N(1<<40), 0).UTC()
+	}
 	return e
 }
 
@@ -243,6 +246,8 @@ func TestDecodeEntryRejects(t *testing.T) {
 		{"unknown identity flag", tail(plain(entryHasUser).byte(0x04)), "unknown identity flags 0x4"},
 		{"no failures", plain(0).str(""), "truncated varint"},
 		{"byte left over", tail(plain(0)).byte(0), "1 bytes after the entry"},
+		{"unknown last operation", tail(plain(entryHasLastOp)).byte(99).varint(1).uvarint(0).varint(0), "unknown last operation 99"},
+		{"last operation, no time", tail(plain(entryHasLastOp)).byte(byte(dsync.UpdateUser)), "truncated varint"},
 		{"string past the end", head.byte(0).uvarint(5).byte('a'), "string of 5 bytes but 1 left"},
 		{"huge string", head.byte(0).uvarint(math.MaxUint64), "string of 18446744073709551615 bytes"},
 		{"huge count", withAttrs.uvarint(1 << 40), "count 1099511627776 but 0 bytes left"},

@@ -56,6 +56,36 @@ func (s *Store) Entries(sink string, fn func(dsync.Entry) error) error {
 	return nil
 }
 
+// Entry returns sink's entry for id, and whether there is one.
+func (s *Store) Entry(sink, id string) (dsync.Entry, bool, error) {
+	var (
+		e     dsync.Entry
+		found bool
+	)
+	if err := checkKeys(sink, id); err != nil {
+		return e, false, fmt.Errorf("state: entry %s/%s: %w", sink, id, err)
+	}
+	err := s.view(func(tx *bolt.Tx) error {
+		b := sinkBucket(tx, sink)
+		if b == nil {
+			return nil
+		}
+		v := b.Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		var d decoder
+		var err error
+		e, err = d.keyed([]byte(id), v)
+		found = err == nil
+		return err
+	})
+	if err != nil {
+		return dsync.Entry{}, false, fmt.Errorf("state: snapshot of %s: %w", sink, err)
+	}
+	return e, found, nil
+}
+
 // decodeEntries decodes every entry of b.
 //
 // It decodes on one goroutine, straight into the map. Decoding JSON on every CPU paid

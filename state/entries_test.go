@@ -122,6 +122,15 @@ func TestEntries(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Snapshot(%q) (-want +got):\n%s", tt.sink, diff)
 			}
+			for id, want := range tt.want {
+				got, found, err := s.Entry(tt.sink, id)
+				if err != nil || !found || !cmp.Equal(want, got) {
+					t.Errorf("Entry(%q, %q): %+v, %v, %v; want %+v", tt.sink, id, got, found, err, want)
+				}
+			}
+			if _, found, err := s.Entry(tt.sink, "nobody"); found || (err != nil) != (tt.sink == "") {
+				t.Errorf("Entry(%q, nobody): found %v, %v", tt.sink, found, err)
+			}
 			streamed, err := entriesOf(s, tt.sink)
 			if err != nil {
 				t.Fatal(err)

@@ -26,10 +26,17 @@ type migration func(tx *bolt.Tx) error
 var migrations = []migration{
 	0: createLayout,
 	1: entriesFromJSON,
+	2: lastOperations,
 }
 
 // schemaVersion is the version of the files this code reads and writes.
 func schemaVersion() int { return len(migrations) }
+
+// lastOperations is version 3: an entry may carry the last operation applied to it
+// (codec.go's entryHasLastOp), which an idsync of version 2 would refuse as corrupt.
+// Nothing is rewritten: the version is raised so that an older idsync says "newer than
+// this idsync" rather than "corrupt entry".
+func lastOperations(*bolt.Tx) error { return nil }
 
 func createLayout(tx *bolt.Tx) error {
 	for _, name := range [][]byte{bucketMeta, bucketSinks, bucketRuns} {

@@ -79,10 +79,10 @@ func TestSchemaVersionWrittenOnNewFile(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := readMeta(t, path, "schema_version"), "2"; got != want {
+	if got, want := readMeta(t, path, "schema_version"), "3"; got != want {
 		t.Errorf("schema_version: got %q, want %q", got, want)
 	}
-	if got, want := schemaVersion(), 2; got != want {
+	if got, want := schemaVersion(), 3; got != want {
 		t.Errorf("schemaVersion(): got %d, want %d (a new migration needs a test of its own)", got, want)
 	}
 }
@@ -95,23 +95,23 @@ func TestSchemaRefused(t *testing.T) {
 		wantErr string
 	}{{
 		name:    "newer",
-		setup:   setVersion(3),
-		wantErr: "state file schema version 3 is newer than this idsync (2): upgrade idsync",
+		setup:   setVersion(4),
+		wantErr: "state file schema version 4 is newer than this idsync (3): upgrade idsync",
 	}, {
 		name:    "newer read-only",
-		setup:   setVersion(3),
+		setup:   setVersion(4),
 		opt:     Options{ReadOnly: true},
-		wantErr: "state file schema version 3 is newer than this idsync (2): upgrade idsync",
+		wantErr: "state file schema version 4 is newer than this idsync (3): upgrade idsync",
 	}, {
 		name:    "older read-only",
 		setup:   setVersion(0),
 		opt:     Options{ReadOnly: true},
-		wantErr: "outdated: state file schema version 0 is older than this idsync (2): open it once read-write to migrate it",
+		wantErr: "outdated: state file schema version 0 is older than this idsync (3): open it once read-write to migrate it",
 	}, {
 		name:    "JSON entries read-only",
 		setup:   setVersion(1),
 		opt:     Options{ReadOnly: true},
-		wantErr: "outdated: state file schema version 1 is older than this idsync (2): open it once read-write to migrate it",
+		wantErr: "outdated: state file schema version 1 is older than this idsync (3): open it once read-write to migrate it",
 	}, {
 		name: "not a number",
 		setup: func(tx *bolt.Tx) error {
@@ -315,7 +315,7 @@ func TestMigrationFromJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if got, want := readMeta(t, path, "schema_version"), "2"; got != want {
+	if got, want := readMeta(t, path, "schema_version"), "3"; got != want {
 		t.Errorf("schema_version: got %q, want %q", got, want)
 	}
 	if v := readRaw(t, path, "haplo", "1001"); len(v) == 0 || v[0] != entryFormat {
@@ -373,7 +373,7 @@ func TestMigrationFromJSONNestedBucket(t *testing.T) {
 }
 
 // TestOlderIdsyncRefusesMigratedFile: an idsync that knows only version 1 (JSON
-// entries) refuses a version 2 file rather than misreading its entries.
+// entries) refuses a newer file rather than misreading its entries.
 func TestOlderIdsyncRefusesMigratedFile(t *testing.T) {
 	path := tempPath(t)
 	s, err := Open(path, Options{})
@@ -390,9 +390,64 @@ func TestOlderIdsyncRefusesMigratedFile(t *testing.T) {
 	withMigrations(t, migrations[:1])
 	for _, readOnly := range []bool{false, true} {
 		_, err := Open(path, Options{ReadOnly: readOnly})
-		want := "state file schema version 2 is newer than this idsync (1): upgrade idsync"
+		want := "state file schema version 3 is newer than this idsync (1): upgrade idsync"
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ReadOnly %v: Open: got %v, want an error containing %q", readOnly, err, want)
 		}
 	}
+}
+
+// TestLastOperations: version 3 lets entries carry their last operation. A version 2
+// file opens as version 3 with its entries as they were; an idsync of version 2 refuses
+// a version 3 file as newer, rather than calling an entry with a last operation
+// corrupt.
+func TestLastOperations(t *testing.T) {
+	path := tempPath(t)
+	withMigrations(t, migrations[:2])
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := fullEntry("1")
+	if err := s.Put("haplo", old); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	migrations = append(migrations[:2:2], lastOperations)
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readMetaOpen(t, s); got != "3" {
+		t.Errorf("schema_version after the migration: %q, want 3", got)
+	}
+	snap, err := s.Snapshot("haplo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]dsync.Entry{"1": old}, snap, sameTime); diff != "" {
+		t.Errorf("entries after the migration (-want +got):\n%s", diff)
+	}
+	withOp := fullEntry("2")
+	withOp.LastOp, withOp.LastOpAt = dsync.UpdateUser, time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	if err := s.Put("haplo", withOp); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	migrations = migrations[:2]
+	_, err = Open(path, Options{ReadOnly: true})
+	if want := "state file schema version 3 is newer than this idsync (2): upgrade idsync"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("an idsync of version 2: got %v, want %q", err, want)
+	}
+}
+
+func readMetaOpen(t *testing.T, s *Store) string {
+	t.Helper()
+	var v string
+	s.view(func(tx *bolt.Tx) error {
+		v = string(tx.Bucket(bucketMeta).Get(keySchemaVersion))
+		return nil
+	})
+	return v
 }

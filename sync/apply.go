@@ -310,6 +310,7 @@ func record(e *Entry, op Op, out Outcome, s Schema, now time.Time) {
 		}
 	}
 	e.LastError, e.LastErrorAt, e.Failures = "", time.Time{}, 0
+	e.LastOp, e.LastOpAt = op.Kind, now
 }
 
 func nilIfEmpty(m map[OpKind]int) map[OpKind]int {

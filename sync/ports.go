@@ -113,6 +113,9 @@ type Entry struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Failures counts failed operations in a row.
 	Failures int `json:"failures,omitempty"`
+	// LastOp is the last operation applied, and LastOpAt when: for idsync inspect.
+	LastOp   OpKind    `json:"last_op,omitempty"`
+	LastOpAt time.Time `json:"last_op_at,omitzero"`
 }
 
 // Clone returns a copy of e that shares nothing writable with it.

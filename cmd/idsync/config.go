@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/idsync/idsync/internal/secret"
 	"net"
 	"os"
 	"path/filepath"
@@ -41,6 +42,19 @@ type Config struct {
 	// VerifyEvery: the daemon reads back the accounts it manages this often, before
 	// a run, so that the run repairs what was changed by hand. 0 turns it off.
 	VerifyEvery time.Duration `yaml:"verify_every"`
+	// StatusToken, when set, is asked of every request to the status page and the
+	// /api/ endpoints (Authorization: Bearer, or ?token= for a browser's first visit).
+	// /metrics, /healthz and /readyz stay open, for Prometheus and probes.
+	StatusToken     string `yaml:"status_token"`
+	StatusTokenFile string `yaml:"status_token_file"`
+}
+
+// statusToken loads the status page's token: empty when none is configured.
+func (c *Config) statusToken() (secret.Secret, error) {
+	if c.StatusToken == "" && c.StatusTokenFile == "" {
+		return secret.Secret{}, nil
+	}
+	return secret.Load("status_token", c.StatusToken, c.StatusTokenFile)
 }
 
 // SafetyConfig is the guards' section; an unset key takes DESIGN.md's default, and -1
@@ -296,6 +310,9 @@ func (c *Config) Validate() []error {
 	if c.VerifyEvery < 0 {
 		bad("verify_every", "must be positive, or 0 for never")
 	}
+	if _, err := c.statusToken(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.Safety.validate("safety")...)
 	if len(c.Sources) == 0 {
 		bad("sources", "at least one source is required")
@@ -405,6 +422,9 @@ func (s *SafetyConfig) resolve(base dsync.Safety) dsync.Safety {
 // secretFiles lists the configuration's *_file secrets.
 func (c *Config) secretFiles() []string {
 	var files []string
+	if c.StatusTokenFile != "" {
+		files = append(files, c.StatusTokenFile)
+	}
 	for _, s := range c.Sources {
 		if s.LDAP != nil && s.LDAP.BindPasswordFile != "" {
 			files = append(files, s.LDAP.BindPasswordFile)

@@ -56,6 +56,8 @@ type flags struct {
 	planFormat  string
 	planOut     string
 	applyPlan   string
+	command     string // history, show or inspect
+	commandArgs []string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -83,7 +85,27 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+		f.command = fs.Arg(0)
+		cmd, ok := commands[f.command]
+		if !ok {
+			return nil, fmt.Errorf("unexpected arguments: %s (commands: history, show RUN, inspect ID)", strings.Join(fs.Args(), " "))
+		}
+		// Flags may follow the command and its arguments.
+		for rest := fs.Args()[1:]; ; rest = fs.Args()[1:] {
+			if err := fs.Parse(rest); err != nil {
+				return nil, err
+			}
+			if fs.NArg() == 0 {
+				break
+			}
+			f.commandArgs = append(f.commandArgs, fs.Arg(0))
+		}
+		if len(f.commandArgs) != cmd.args {
+			return nil, fmt.Errorf("usage: %s", cmd.usage)
+		}
+		if f.once || f.dryRun || f.check || f.applyPlan != "" || f.verify || f.rebuild || f.acceptGuard || f.fullRead {
+			return nil, fmt.Errorf("%s reads what idsync did and changes nothing: it takes only --config and the log flags", f.command)
+		}
 	}
 	if f.applyPlan != "" {
 		if f.dryRun || f.check || f.verify || f.acceptGuard {
@@ -161,6 +183,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if f.rebuild {
 		return rebuild(ctx, cfg, stdout, stderr, log)
+	}
+	if f.command != "" {
+		return runCommand(ctx, f, cfg, stdout, stderr, log)
 	}
 	if f.once || f.dryRun {
 		return runOnce(ctx, f, cfg, stdout, stderr, log)

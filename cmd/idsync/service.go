@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/robfig/cron/v3"
 
+	"github.com/idsync/idsync/internal/secret"
 	"github.com/idsync/idsync/state"
 	dsync "github.com/idsync/idsync/sync"
 )
@@ -45,6 +48,7 @@ type daemon struct {
 	failingSince time.Time // when the current streak of failed runs began
 	inRun        bool
 	lastVerify   time.Time
+	token        secret.Secret // the status page's and /api/'s; empty: open
 }
 
 // serve runs the daemon until ctx ends, then stops scheduling, lets the run in
@@ -75,6 +79,10 @@ func serve(ctx context.Context, f *flags, cfg *Config, stderr io.Writer, log *sl
 	}
 	defer store.Close()
 	d.store = store
+	if d.token, err = cfg.statusToken(); err != nil {
+		fmt.Fprintln(stderr, "idsync:", err)
+		return exitUsage
+	}
 	if d.eng, err = newEngine(cfg, store, metrics, log); err != nil {
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitUsage
@@ -193,9 +201,15 @@ func (d *daemon) tick(ctx context.Context) {
 // or keeps the running one if anything is wrong.
 func (d *daemon) reload(ctx context.Context) {
 	cfg, err := LoadConfig(d.path)
-	var eng *dsync.Engine
+	var (
+		eng   *dsync.Engine
+		token secret.Secret
+	)
 	if err == nil {
 		eng, err = newEngine(cfg, d.store, d.metrics, d.log)
+	}
+	if err == nil {
+		token, err = cfg.statusToken()
 	}
 	if err != nil {
 		d.reloadOK.Set(0)
@@ -217,7 +231,7 @@ func (d *daemon) reload(ctx context.Context) {
 		d.cron.Remove(d.entry)
 		d.entry = entry
 	}
-	d.cfg, d.eng = cfg, eng
+	d.cfg, d.eng, d.token = cfg, eng, token
 	d.reloadOK.Set(1)
 	d.reloadTime.SetToCurrentTime()
 	d.log.Info("configuration reloaded", "sources", len(cfg.Sources), "sinks", len(cfg.Sinks), "schedule", cfg.Schedule)
@@ -230,8 +244,82 @@ func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", d.readyz)
-	mux.HandleFunc("GET /status", d.status)
+	mux.Handle("GET /status", d.guarded(d.status))
+	mux.Handle("GET /api/runs", d.guarded(d.apiRuns))
+	mux.Handle("GET /api/identities/{id}", d.guarded(d.apiIdentity))
 	return http.MaxBytesHandler(mux, 1<<10)
+}
+
+// guarded asks for the status token, when one is configured: as a bearer token, or as
+// ?token= (which a browser keeps in a cookie for the pages it then follows).
+func (d *daemon) guarded(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d.mu.Lock()
+		token := d.token
+		d.mu.Unlock()
+		if !token.Empty() && !tokenGiven(r, token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="idsync"`)
+			http.Error(w, "a token is needed: status_token is set (Authorization: Bearer TOKEN, or ?token=TOKEN)", http.StatusUnauthorized)
+			return
+		}
+		if q := r.URL.Query().Get("token"); q != "" && !token.Empty() {
+			http.SetCookie(w, &http.Cookie{Name: "idsync_token", Value: q, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		}
+		h(w, r)
+	})
+}
+
+func tokenGiven(r *http.Request, token secret.Secret) bool {
+	want := []byte(token.Reveal())
+	var given []string
+	if auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		given = append(given, auth)
+	}
+	if q := r.URL.Query().Get("token"); q != "" {
+		given = append(given, q)
+	}
+	if c, err := r.Cookie("idsync_token"); err == nil {
+		given = append(given, c.Value)
+	}
+	for _, g := range given {
+		if subtle.ConstantTimeCompare([]byte(g), want) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// apiRuns is the run history, newest first, as idsync history reads it.
+func (d *daemon) apiRuns(w http.ResponseWriter, _ *http.Request) {
+	runs, err := d.store.Runs(0)
+	if err != nil {
+		http.Error(w, "run history: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, runs)
+}
+
+// apiIdentity is one identity's snapshot entries, by sink, as idsync inspect reads them.
+func (d *daemon) apiIdentity(w http.ResponseWriter, r *http.Request) {
+	d.mu.Lock()
+	sinks := make([]string, len(d.cfg.Sinks))
+	for i, s := range d.cfg.Sinks {
+		sinks[i] = s.Name
+	}
+	d.mu.Unlock()
+	entries, err := storeRecords{store: d.store, sinks: sinks}.Entries(r.PathValue("id"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, entries)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
 }
 
 // readyz is ready while runs have not been failing for longer than unready_after.
@@ -267,8 +355,5 @@ func (d *daemon) status(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	page.Runs = runs
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(page)
+	writeJSON(w, page)
 }
