@@ -172,3 +172,43 @@ func TestCloseDuringWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestPutAsync: queued writes are applied in the order they were queued, so an
+// identity's later entry wins; writes queued together share transactions; and a write
+// after Close fails at once.
+func TestPutAsync(t *testing.T) {
+	s := openStore(t, tempPath(t), Options{})
+	const n = 50
+	var done []<-chan error
+	for i := range n {
+		e := fullEntry("1")
+		e.Failures = i
+		done = append(done, s.PutAsync("haplo", e))
+		done = append(done, s.PutAsync("haplo", fullEntry(fmt.Sprint(i+2))))
+	}
+	done = append(done, s.DeleteAsync("haplo", "2"))
+	for _, d := range done {
+		if err := <-d; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := s.commits.Load(); c > 2*n/5 {
+		t.Errorf("transactions: got %d for %d writes queued together, want them sharing", c, len(done))
+	}
+	got, err := s.Snapshot("haplo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := got["1"]; e.Failures != n-1 {
+		t.Errorf("entry 1 has failures %d, want %d: the last write queued", e.Failures, n-1)
+	}
+	if _, ok := got["2"]; ok || len(got) != n {
+		t.Errorf("%d entries, entry 2 present %v: want %d, and 2 deleted", len(got), ok, n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-s.PutAsync("haplo", fullEntry("x")); !errors.Is(err, errClosed) {
+		t.Errorf("after Close: got %v, want %v", err, errClosed)
+	}
+}

@@ -127,40 +127,61 @@ func (d *decoder) keyed(k, v []byte) (dsync.Entry, error) {
 
 // Put stores e as sink's entry for e.ID. It returns when the entry is durable.
 func (s *Store) Put(sink string, e dsync.Entry) error {
+	return <-s.put(sink, e, false)
+}
+
+// PutAsync is Put without the wait: the write is queued, behind every write queued
+// before PutAsync returns, and the channel receives Put's result once the entry is
+// durable (or the write failed). Since nobody waits for it at once, it may wait a
+// little (commitDelay) for other writes to share its transaction and fsyncs.
+func (s *Store) PutAsync(sink string, e dsync.Entry) <-chan error {
+	return s.put(sink, e, true)
+}
+
+func (s *Store) put(sink string, e dsync.Entry, later bool) <-chan error {
 	if err := checkKeys(sink, e.ID); err != nil {
-		return fmt.Errorf("state: put %s/%s: %w", sink, e.ID, err)
+		return failed(fmt.Errorf("state: put %s/%s: %w", sink, e.ID, err))
 	}
 	v := encodeEntry(&e)
-	err := s.write(func(tx *bolt.Tx) error {
+	id := e.ID
+	return s.queue(request{op: "put", sink: sink, id: id, apply: func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(bucketSinks).CreateBucketIfNotExists([]byte(sink))
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte(e.ID), v)
-	})
-	if err != nil && !errors.Is(err, errClosed) {
-		return fmt.Errorf("state: put %s/%s: %w", sink, e.ID, err)
-	}
-	return err
+		return b.Put([]byte(id), v)
+	}}, later)
 }
 
 // Delete removes sink's entry for id. It returns when the deletion is durable; deleting
 // an entry that does not exist is not an error.
 func (s *Store) Delete(sink, id string) error {
+	return <-s.del(sink, id, false)
+}
+
+// DeleteAsync is Delete without the wait, as PutAsync is Put's.
+func (s *Store) DeleteAsync(sink, id string) <-chan error {
+	return s.del(sink, id, true)
+}
+
+func (s *Store) del(sink, id string, later bool) <-chan error {
 	if err := checkKeys(sink, id); err != nil {
-		return fmt.Errorf("state: delete %s/%s: %w", sink, id, err)
+		return failed(fmt.Errorf("state: delete %s/%s: %w", sink, id, err))
 	}
-	err := s.write(func(tx *bolt.Tx) error {
+	return s.queue(request{op: "delete", sink: sink, id: id, apply: func(tx *bolt.Tx) error {
 		b := sinkBucket(tx, sink)
 		if b == nil {
 			return nil
 		}
 		return b.Delete([]byte(id))
-	})
-	if err != nil && !errors.Is(err, errClosed) {
-		return fmt.Errorf("state: delete %s/%s: %w", sink, id, err)
-	}
-	return err
+	}}, later)
+}
+
+// failed is a channel that holds err.
+func failed(err error) <-chan error {
+	c := make(chan error, 1)
+	c <- err
+	return c
 }
 
 // Sinks returns the names of the sinks that have entries (or had), sorted.

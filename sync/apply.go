@@ -23,10 +23,11 @@ type opResult struct {
 
 // apply carries out one sink's plan. An identity's operations run in phase order, one
 // after the other; different identities run concurrently, up to the sink's concurrency,
-// and never wait for each other. Every success is committed to the snapshot before that
-// identity's next operation. A failed operation is recorded on its entry and ends that
-// identity's chain; the others go on. When ctx ends, no new operation starts, and those
-// in flight get DrainTimeout to finish and be recorded.
+// and never wait for each other. Every outcome is committed to the snapshot at once, and
+// an operation counts as applied only once its entry is durable. A failed operation is
+// recorded on its entry and ends that identity's chain; the others go on. When ctx
+// ends, no new operation starts, and those in flight get DrainTimeout to finish and be
+// recorded.
 //
 // snap holds the snapshot entries of the plan's identities (a Differ's Plan gives
 // them); an identity without one is new. The error is for what stops the whole sink:
@@ -53,7 +54,7 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 	for range s.Concurrency {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			c := &committer{store: e.store, sink: s.Name}
+			c := newCommitter(e.store, s.Name, results)
 			fail := func(err error) {
 				select {
 				case fatal <- err:
@@ -156,11 +157,11 @@ func chainsOf(ops []Op) [][]Op {
 	return chains
 }
 
-// applyChain runs one identity's operations in order. Each success is committed to the
-// snapshot before the identity's next operation starts; the commit of its last
-// operation is left in flight, to overlap the next identity's first request, and
-// waited for before the worker's next commit. It returns an error when the sink can go
-// on no longer: the snapshot cannot be written, or the sink said ErrStopSink.
+// applyChain runs one identity's operations in order. Each outcome is handed to the
+// snapshot as soon as the sink answers, and reported (counted applied) only once it is
+// durable; the identity's next operation does not wait for that commit, but overlaps
+// it (see committer). It returns an error when the sink can go on no longer: the
+// snapshot cannot be written, or the sink said ErrStopSink.
 func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []Op, entry Entry, isNew bool, c *committer, results chan<- opResult) error {
 	entry.ID = chain[0].ID
 	// added is 1 for the first write of an identity the snapshot did not have.
@@ -197,11 +198,13 @@ func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []
 				entry.User, entry.UserID, entry.DisabledAt = nil, "", time.Time{}
 				e.log.Warn("the account no longer exists: it is created again on the next run if the person is active", "sink", s.Name, "op", op)
 			}
+			// A failure is reported at once, for the circuit breaker; its record in the
+			// snapshot is for the next run.
 			results <- opResult{op: op, err: err, entries: added()}
 			for _, rest := range chain[i+1:] {
 				results <- opResult{op: rest, skipped: true}
 			}
-			if perr := c.commit(entry, false, true); perr != nil {
+			if perr := c.commit(entry, false, nil); perr != nil {
 				return fmt.Errorf("record error of %s: %w", op, perr)
 			}
 			if errors.Is(err, ErrStopSink) {
@@ -213,65 +216,141 @@ func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []
 			e.log.Warn("adopted an existing account", "sink", s.Name, "op", op, "user_id", out.UserID)
 		}
 		record(&entry, op, out, s.Sink.Schema(), e.opt.Now())
-		last := i == len(chain)-1
-		if err := c.commit(entry, op.Kind == DeleteUser, last); err != nil {
-			// The sink did it but the snapshot does not know: stop, so that the next
-			// run starts from what was recorded and adopts what was not.
-			results <- opResult{op: op, err: fmt.Errorf("applied, but the snapshot could not record it: %w", err)}
-			return fmt.Errorf("commit %s: %w", op, err)
-		}
 		n := added()
 		if op.Kind == DeleteUser {
 			n = -1
 		}
-		results <- opResult{op: op, entries: n}
+		if err := c.commit(entry, op.Kind == DeleteUser, &opResult{op: op, entries: n}); err != nil {
+			// The sink did it but the snapshot may not know: stop, so that the next
+			// run starts from what was recorded and adopts what was not.
+			for _, rest := range chain[i+1:] {
+				results <- opResult{op: rest, skipped: true}
+			}
+			return fmt.Errorf("commit %s: %w", op, err)
+		}
 	}
 	return nil
 }
 
-// committer writes one worker's entries to the snapshot, keeping at most one commit
-// in flight. A failed commit in flight surfaces at the worker's next commit or at its
-// end, and stops the sink: the run fails, and the next one adopts what the snapshot
-// missed.
+// asyncStore is a Store that can queue a write and return at once, applying writes in
+// the order they were queued; each channel receives its write's result once it is
+// durable. state.Store is one. The engine finds it by type assertion.
+type asyncStore interface {
+	PutAsync(sink string, e Entry) <-chan error
+	DeleteAsync(sink, id string) <-chan error
+}
+
+// maxPending bounds one worker's commits in flight, through an asyncStore: a store
+// slower than the sink holds the worker back rather than let unrecorded operations
+// pile up. A store without queued writes gets one commit in flight, written by
+// a goroutine, so that an identity's writes cannot overtake each other.
+const maxPending = 4
+
+// committer writes one worker's entries to the snapshot and reports each operation
+// once its entry is durable. Commits stay in flight while the worker's next operations
+// run: an identity's next operation, or the next identity's, overlaps its last commit,
+// and a store with queued writes can gather many workers' writes into one transaction.
+// Writes are queued in the worker's order, so an identity's later entry is never
+// overwritten by an earlier one. A failed commit reports its operation failed ("applied,
+// but the snapshot could not record it") and stops the sink: the run fails, and the
+// next one adopts what the snapshot missed.
 type committer struct {
 	store   Store
+	async   asyncStore // nil when the store cannot queue writes
 	sink    string
-	pending chan error // the commit in flight, if any
+	results chan<- opResult
+	pending []pendingCommit // oldest first
 }
 
-// commit writes e (or deletes it). It first waits for the commit in flight. With
-// async it returns at once and leaves this commit in flight; otherwise it returns when
-// e is durable.
-func (c *committer) commit(e Entry, del, async bool) error {
-	if err := c.wait(); err != nil {
+// pendingCommit is a commit in flight, and what to report once it is durable (nil for
+// nothing).
+type pendingCommit struct {
+	done <-chan error
+	r    *opResult
+}
+
+func newCommitter(store Store, sink string, results chan<- opResult) *committer {
+	async, _ := store.(asyncStore)
+	return &committer{store: store, async: async, sink: sink, results: results}
+}
+
+// commit writes e (or deletes it), and reports r (if not nil) once that is durable. It
+// returns at once unless the worker already has as many commits in flight as it may,
+// and returns the error of a commit found failed (r is then reported failed too).
+func (c *committer) commit(e Entry, del bool, r *opResult) error {
+	limit := maxPending
+	if c.async == nil {
+		limit = 1
+	}
+	if err := c.reap(limit - 1); err != nil {
+		c.report(r, err)
 		return err
 	}
-	write := func() error {
-		if del {
-			return c.store.Delete(c.sink, e.ID)
-		}
-		return c.store.Put(c.sink, e)
+	var done <-chan error
+	switch {
+	case c.async != nil && del:
+		done = c.async.DeleteAsync(c.sink, e.ID)
+	case c.async != nil:
+		done = c.async.PutAsync(c.sink, e)
+	default:
+		ch := make(chan error, 1)
+		go func() {
+			if del {
+				ch <- c.store.Delete(c.sink, e.ID)
+				return
+			}
+			ch <- c.store.Put(c.sink, e)
+		}()
+		done = ch
 	}
-	if !async {
-		return write()
-	}
-	done := make(chan error, 1)
-	c.pending = done
-	go func() { done <- write() }()
+	c.pending = append(c.pending, pendingCommit{done: done, r: r})
 	return nil
 }
 
-// wait returns when the commit in flight is durable, with its error.
-func (c *committer) wait() error {
-	if c.pending == nil {
-		return nil
+// wait returns when every commit in flight is durable (or failed), with the first
+// failure.
+func (c *committer) wait() error { return c.reap(0) }
+
+// reap reports the commits in flight that have finished, oldest first, waiting for the
+// oldest while more than keep are in flight. It returns the first failure.
+func (c *committer) reap(keep int) error {
+	var first error
+	for len(c.pending) > 0 {
+		p := c.pending[0]
+		var err error
+		if len(c.pending) > keep {
+			err = <-p.done
+		} else {
+			select {
+			case err = <-p.done:
+			default:
+				return first
+			}
+		}
+		c.pending[0] = pendingCommit{}
+		c.pending = c.pending[1:]
+		if err != nil && first == nil {
+			first = fmt.Errorf("commit: %w", err)
+		}
+		c.report(p.r, err)
 	}
-	err := <-c.pending
-	c.pending = nil
-	if err != nil {
-		return fmt.Errorf("commit: %w", err)
+	return first
+}
+
+// report sends r, made a failure when its commit failed: the sink did it, but the
+// snapshot does not know.
+func (c *committer) report(p *opResult, commitErr error) {
+	if p == nil {
+		return
 	}
-	return nil
+	r := *p
+	if commitErr != nil {
+		r.entries = 0
+		if r.err == nil {
+			r.err = fmt.Errorf("applied, but the snapshot could not record it: %w", commitErr)
+		}
+	}
+	c.results <- r
 }
 
 // record updates an entry after a successful operation.

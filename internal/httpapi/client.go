@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	gosync "sync"
 	"time"
 	"unicode/utf8"
 
@@ -43,10 +44,16 @@ type Client struct {
 	MaxRetries int
 	Obs        Observer
 	Log        *slog.Logger
-	// Error builds the error for a non-2xx answer, in the application's terms.
+	// Error builds the error for a non-2xx answer, in the application's terms. body is
+	// valid only during the call: the error must keep copies (strings), not body.
 	Error func(endpoint string, status int, header http.Header, body []byte) error
 	// Sleep waits before a retry; tests replace it.
 	Sleep func(context.Context, time.Duration) error
+
+	// bodies holds the buffers answers are read into (set by New). An answer is done
+	// with when Do returns: json.Unmarshal copies what it keeps (json.RawMessage
+	// included), and so do the sinks' Error functions.
+	bodies *gosync.Pool
 }
 
 // New returns a client with the defaults filled in: no observer, context sleeps.
@@ -60,6 +67,7 @@ func New(c Client) *Client {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	c.bodies = &gosync.Pool{New: func() any { return new(bytes.Buffer) }}
 	return &c
 }
 
@@ -99,8 +107,10 @@ func (cl *Client) Do(ctx context.Context, c Call, out any) error {
 			return fmt.Errorf("%s: encode: %w", c.Endpoint, err)
 		}
 	}
+	buf := cl.bodies.Get().(*bytes.Buffer)
+	defer cl.putBody(buf)
 	for attempt := 0; ; attempt++ {
-		status, body, header, err := cl.once(ctx, c, payload)
+		status, body, header, err := cl.once(ctx, c, payload, buf)
 		if err == nil && status/100 == 2 {
 			if out == nil || len(bytes.TrimSpace(body)) == 0 {
 				return nil
@@ -125,7 +135,23 @@ func (cl *Client) Do(ctx context.Context, c Call, out any) error {
 	}
 }
 
-func (cl *Client) once(ctx context.Context, c Call, payload []byte) (int, []byte, http.Header, error) {
+// putBody returns buf to the pool, unless an unusually large answer grew it.
+func (cl *Client) putBody(buf *bytes.Buffer) {
+	if buf.Cap() <= 64<<10 {
+		buf.Reset()
+		cl.bodies.Put(buf)
+	}
+}
+
+// Header values set on every request, shared: net/http only reads them.
+var (
+	acceptJSON      = []string{"application/json"}
+	contentTypeJSON = []string{"application/json"}
+)
+
+// once makes one attempt. The answer's body is read into buf, and is valid until buf
+// is used again.
+func (cl *Client) once(ctx context.Context, c Call, payload []byte, buf *bytes.Buffer) (int, []byte, http.Header, error) {
 	if cl.Limit != nil {
 		if err := cl.Limit.Wait(ctx); err != nil {
 			return 0, nil, nil, fmt.Errorf("%s: rate limit: %w", c.Endpoint, err)
@@ -145,13 +171,13 @@ func (cl *Client) once(ctx context.Context, c Call, payload []byte) (int, []byte
 	for k, v := range c.Header {
 		req.Header.Set(k, v)
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header["Accept"] = acceptJSON
 	if payload != nil {
-		ct := c.ContentType
-		if ct == "" {
-			ct = "application/json"
+		if c.ContentType == "" {
+			req.Header["Content-Type"] = contentTypeJSON
+		} else {
+			req.Header["Content-Type"] = []string{c.ContentType}
 		}
-		req.Header.Set("Content-Type", ct)
 	}
 	start := time.Now()
 	resp, err := cl.HTTP.Do(req)
@@ -160,11 +186,11 @@ func (cl *Client) once(ctx context.Context, c Call, payload []byte) (int, []byte
 		return 0, nil, nil, fmt.Errorf("%s: %w", c.Endpoint, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
+	buf.Reset()
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, 16<<20)); err != nil {
 		return 0, nil, nil, fmt.Errorf("%s: read answer: %w", c.Endpoint, err)
 	}
-	return resp.StatusCode, body, resp.Header, nil
+	return resp.StatusCode, buf.Bytes(), resp.Header, nil
 }
 
 // shouldRetry decides on one failed attempt, and how long to wait.

@@ -2,6 +2,7 @@ package haplo
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -48,19 +49,25 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
-// client makes Haplo API calls: the shared retrying client, with Haplo's two keys.
+// client makes Haplo API calls: the shared retrying client, with Haplo's two keys as
+// the Authorization headers that carry them, made once rather than for every request.
 type client struct {
-	api       *httpapi.Client
-	userKey   secret.Secret
-	importKey secret.Secret
+	api        *httpapi.Client
+	userAuth   secret.Secret
+	importAuth secret.Secret
 }
 
-// call is one request, authenticated with key.
+// basicAuth is the Authorization header of a Haplo API key: HTTP Basic, user "haplo".
+func basicAuth(key secret.Secret) secret.Secret {
+	return secret.New("Basic " + base64.StdEncoding.EncodeToString([]byte("haplo:"+key.Reveal())))
+}
+
+// call is one request, authenticated with auth (client.userAuth or importAuth).
 type call struct {
 	endpoint string // a fixed label, for logs and errors: "user.create"
 	method   string
 	path     string // with query
-	key      secret.Secret
+	auth     secret.Secret
 	body     any
 	// unsafe marks a request that must not be repeated once Haplo may have received
 	// it (a push-data record without a ref or a profile code creates a new profile
@@ -70,14 +77,12 @@ type call struct {
 
 // do sends c and decodes a 2xx JSON answer into out. Non-2xx answers become *APIError.
 func (cl *client) do(ctx context.Context, c call, out any) error {
-	key := c.key
+	auth := c.auth
 	return cl.api.Do(ctx, httpapi.Call{
 		Endpoint: c.endpoint, Method: c.method, Path: c.path, Body: c.body, Unsafe: c.unsafe,
 		// Haplo never sends WWW-Authenticate: credentials go with every request.
-		Auth: func(r *http.Request) {
-			r.SetBasicAuth("haplo", key.Reveal())
-			r.Header.Set("Accept", "application/json")
-		},
+		// (httpapi sets Accept: application/json.)
+		Auth: func(r *http.Request) { r.Header["Authorization"] = []string{auth.Reveal()} },
 	}, out)
 }
 

@@ -60,8 +60,8 @@ func New(cfg Config, hc *http.Client, obs httpapi.Observer, log *slog.Logger) (*
 	s := &Sink{
 		cfg: cfg,
 		cl: &client{
-			api:     cfg.NewClient(strings.TrimSuffix(cfg.URL, "/"), hc, httpapi.Client{Obs: obs, Log: log, Error: apiError}),
-			userKey: userKey, importKey: importKey,
+			api:      cfg.NewClient(strings.TrimSuffix(cfg.URL, "/"), hc, httpapi.Client{Obs: obs, Log: log, Error: apiError}),
+			userAuth: basicAuth(userKey), importAuth: basicAuth(importKey),
 		},
 		managed: make(map[string]bool),
 		log:     log,
@@ -182,7 +182,7 @@ func (s *Sink) mergeGroups(current, want []string) []string {
 
 func (s *Sink) getUser(ctx context.Context, id int) (*user, error) {
 	var a userAnswer
-	err := s.cl.do(ctx, call{endpoint: "user.get", method: http.MethodGet, path: "/api/v0-user/id/" + strconv.Itoa(id), key: s.cl.userKey}, &a)
+	err := s.cl.do(ctx, call{endpoint: "user.get", method: http.MethodGet, path: "/api/v0-user/id/" + strconv.Itoa(id), auth: s.cl.userAuth}, &a)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (s *Sink) getUser(ctx context.Context, id int) (*user, error) {
 func (s *Sink) findByTag(ctx context.Context, name, value string) (*user, error) {
 	var a userAnswer
 	q := url.Values{"tag:" + name: {value}}
-	err := s.cl.do(ctx, call{endpoint: "user.find", method: http.MethodGet, path: "/api/v0-user/id?" + q.Encode(), key: s.cl.userKey}, &a)
+	err := s.cl.do(ctx, call{endpoint: "user.find", method: http.MethodGet, path: "/api/v0-user/id?" + q.Encode(), auth: s.cl.userAuth}, &a)
 	if errors.Is(err, dsync.ErrNotFound) {
 		return nil, nil
 	}
@@ -264,24 +264,36 @@ func (s *Sink) createProfile(ctx context.Context, op dsync.Op) (dsync.Outcome, e
 	return dsync.Outcome{ProfileRef: cmpOr(got, ref)}, nil
 }
 
+// newUser is the body of a user create: a struct rather than a map, which
+// encoding/json encodes without sorting keys or boxing values.
+type newUser struct {
+	NameFirst             string            `json:"nameFirst"`
+	NameLast              string            `json:"nameLast"`
+	Email                 string            `json:"email"`
+	Ref                   string            `json:"ref,omitempty"`
+	Tags                  map[string]string `json:"tags"`
+	DirectGroupMembership []string          `json:"directGroupMembership,omitempty"`
+}
+
+// createdAnswer is what a create needs of its answer: the new account's id. The rest
+// of the user object is skipped rather than decoded.
+type createdAnswer struct {
+	User struct {
+		ID int `json:"id"`
+	} `json:"user"`
+}
+
 // createUser creates the account linked to the profile. When Haplo says the email or
 // username is taken, it looks for the account and adopts it if it may.
 func (s *Sink) createUser(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
 	w := &op.Want
-	body := map[string]any{
-		"nameFirst": w.FirstName,
-		"nameLast":  w.LastName,
-		"email":     w.Email,
-		"tags":      map[string]string{"username": username(w), s.cfg.IDTag: w.ID},
+	body := newUser{
+		NameFirst: w.FirstName, NameLast: w.LastName, Email: w.Email, Ref: op.ProfileRef,
+		Tags:                  map[string]string{"username": username(w), s.cfg.IDTag: w.ID},
+		DirectGroupMembership: s.groups(w),
 	}
-	if op.ProfileRef != "" {
-		body["ref"] = op.ProfileRef
-	}
-	if g := s.groups(w); len(g) > 0 {
-		body["directGroupMembership"] = g
-	}
-	var a userAnswer
-	err := s.cl.do(ctx, call{endpoint: "user.create", method: http.MethodPost, path: "/api/v0-user/create", key: s.cl.userKey, body: body}, &a)
+	var a createdAnswer
+	err := s.cl.do(ctx, call{endpoint: "user.create", method: http.MethodPost, path: "/api/v0-user/create", auth: s.cl.userAuth, body: &body}, &a)
 	if err == nil {
 		return dsync.Outcome{UserID: strconv.Itoa(a.User.ID)}, nil
 	}
@@ -342,7 +354,7 @@ func sorted(s []string) []string {
 }
 
 func (s *Sink) postUser(ctx context.Context, id int, body map[string]any) error {
-	return s.cl.do(ctx, call{endpoint: "user.update", method: http.MethodPost, path: "/api/v0-user/id/" + strconv.Itoa(id), key: s.cl.userKey, body: body}, nil)
+	return s.cl.do(ctx, call{endpoint: "user.update", method: http.MethodPost, path: "/api/v0-user/id/" + strconv.Itoa(id), auth: s.cl.userAuth, body: body}, nil)
 }
 
 func (s *Sink) enable(ctx context.Context, id int, active bool) error {
@@ -350,7 +362,7 @@ func (s *Sink) enable(ctx context.Context, id int, active bool) error {
 	if active {
 		status = "active"
 	}
-	return s.cl.do(ctx, call{endpoint: "user.enable", method: http.MethodPost, path: "/api/v0-user/enable/" + strconv.Itoa(id) + "?status=" + status, key: s.cl.userKey}, nil)
+	return s.cl.do(ctx, call{endpoint: "user.enable", method: http.MethodPost, path: "/api/v0-user/enable/" + strconv.Itoa(id) + "?status=" + status, auth: s.cl.userAuth}, nil)
 }
 
 func userID(op dsync.Op) (int, error) {
@@ -551,7 +563,7 @@ func (s *Sink) send(ctx context.Context, rec map[string]string) (string, error) 
 	_, hasCode := rec["code"]
 	err := s.cl.do(ctx, call{
 		endpoint: "push-data", method: http.MethodPost, path: "/api/push-data/" + s.cfg.ImportName,
-		key: s.cl.importKey, body: rec, unsafe: rec["ref"] == "" && !hasCode,
+		auth: s.cl.importAuth, body: rec, unsafe: rec["ref"] == "" && !hasCode,
 	}, &a)
 	if err != nil {
 		return "", err
@@ -617,7 +629,7 @@ func (s *Sink) checkCodes(ctx context.Context) error {
 	}
 	err := s.cl.do(ctx, call{
 		endpoint: "push-data", method: http.MethodPost, path: "/api/push-data/" + s.cfg.ImportName,
-		key: s.cl.importKey, body: map[string]string{"code": probeCode},
+		auth: s.cl.importAuth, body: map[string]string{"code": probeCode},
 	}, nil)
 	var apiErr *APIError
 	switch {
@@ -718,7 +730,7 @@ func (s *Sink) Owned(ctx context.Context) ([]dsync.Entry, error) {
 	var a struct {
 		Users []int `json:"users"`
 	}
-	if err := s.cl.do(ctx, call{endpoint: "user.group", method: http.MethodGet, path: "/api/v0-user/group/std:group:everyone", key: s.cl.userKey}, &a); err != nil {
+	if err := s.cl.do(ctx, call{endpoint: "user.group", method: http.MethodGet, path: "/api/v0-user/group/std:group:everyone", auth: s.cl.userAuth}, &a); err != nil {
 		return nil, fmt.Errorf("haplo: list users: %w", err)
 	}
 	entries := make([]dsync.Entry, len(a.Users))

@@ -22,14 +22,14 @@ var testGroups = []string{"haplo:group:engineering", "haplo:group:sales", "haplo
 
 // newTestSink starts a contract server and a sink for it. Retries wait nothing, but
 // are counted, and the waits Haplo asked for are kept.
-func newTestSink(t *testing.T, edit func(*Config)) (*Sink, *haplotest.Server, *[]time.Duration) {
+func newTestSink(t testing.TB, edit func(*Config)) (*Sink, *haplotest.Server, *[]time.Duration) {
 	t.Helper()
 	return newTestSinkOpt(t, haplotest.Options{}, edit)
 }
 
 // newTestSinkOpt is newTestSink with server options. The groups and seed are set; the
 // control file is the shipped one unless opt has another.
-func newTestSinkOpt(t *testing.T, opt haplotest.Options, edit func(*Config)) (*Sink, *haplotest.Server, *[]time.Duration) {
+func newTestSinkOpt(t testing.TB, opt haplotest.Options, edit func(*Config)) (*Sink, *haplotest.Server, *[]time.Duration) {
 	t.Helper()
 	opt.Groups, opt.Seed = testGroups, 1
 	if opt.ControlFile == nil {
@@ -300,7 +300,7 @@ func TestRetries(t *testing.T) {
 	})
 	t.Run("a non-JSON 400 is reported as sent", func(t *testing.T) {
 		s, _, _ := newTestSink(t, nil)
-		err := s.cl.do(t.Context(), call{endpoint: "user.get", method: http.MethodGet, path: "/api/v0-user/id/abc", key: s.cl.userKey}, nil)
+		err := s.cl.do(t.Context(), call{endpoint: "user.get", method: http.MethodGet, path: "/api/v0-user/id/abc", auth: s.cl.userAuth}, nil)
 		var apiErr *APIError
 		if !errors.As(err, &apiErr) || apiErr.Status != 400 || !strings.Contains(apiErr.Message, "Bad request") {
 			t.Errorf("err %v, want the text/plain 400", err)

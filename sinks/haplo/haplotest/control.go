@@ -48,7 +48,7 @@ func parseControl(b []byte) (map[string]any, error) {
 	if len(b) == 0 {
 		return nil, errors.New("haplotest: Options.ControlFile is required")
 	}
-	v, _, ok := decodeJSON(b)
+	v, ok := decodeJSON(b)
 	if !ok {
 		return nil, errors.New("haplotest: Not a valid JSON file")
 	}

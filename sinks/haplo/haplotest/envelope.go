@@ -54,13 +54,14 @@ type field struct {
 
 func writeSuccess(w http.ResponseWriter, kind string, fields ...field) {
 	var b bytes.Buffer
+	enc := newEncoder(&b)
 	b.WriteString(`{"success":true,"kind":`)
-	b.Write(marshal(kind))
+	enc.put(kind)
 	for _, f := range fields {
 		b.WriteByte(',')
-		b.Write(marshal(f.name))
+		enc.put(f.name)
 		b.WriteByte(':')
-		b.Write(marshal(f.value))
+		enc.put(f.value)
 	}
 	b.WriteByte('}')
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")

@@ -118,14 +118,14 @@ func buildSetValue(r *run, inst map[string]any) (instr, error) {
 	}
 	constant := inst["value"]
 	var transformed any
-	done := false
+	done := 0 // the batch whose transformed constant is kept
 	return func(t *transformation, ctx any) error {
-		if !done { // the constant is transformed once per batch
+		if done != t.r.batch { // the constant is transformed once per batch
 			v, err := vi.vt(constant)
 			if err != nil {
 				return err
 			}
-			transformed, done = v, true
+			transformed, done = v, t.r.batch
 		}
 		return vi.add(t, transformed)
 	}, nil

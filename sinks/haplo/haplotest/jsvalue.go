@@ -3,7 +3,6 @@ package haplotest
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"math"
 	"reflect"
 	"strconv"
@@ -97,21 +96,14 @@ func toGeneric(v any) any {
 	return g
 }
 
-// decodeJSON decodes one JSON value, reporting false for anything that is
-// not exactly one well-formed value. For an object it also returns the keys
-// in the order they appear, which is the order JavaScript iterates them.
-func decodeJSON(b []byte) (v any, keys []string, ok bool) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&v); err != nil {
-		return nil, nil, false
+// decodeJSON decodes one JSON value, reporting false for anything that is not exactly
+// one well-formed value (json.Unmarshal refuses trailing data). An object's keys, in
+// the order JavaScript iterates them, are objectKeys'.
+func decodeJSON(b []byte) (v any, ok bool) {
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, false
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, nil, false // trailing data
-	}
-	if _, isObject := v.(map[string]any); isObject {
-		keys = objectKeys(b)
-	}
-	return v, keys, true
+	return v, true
 }
 
 // objectKeys returns the distinct top-level keys of a JSON object in order.
@@ -143,10 +135,28 @@ func objectKeys(b []byte) []string {
 // marshal encodes v as JSON.stringify would, without HTML escaping.
 func marshal(v any) []byte {
 	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
+	newEncoder(&b).put(v)
+	return b.Bytes()
+}
+
+// encoder appends values to a buffer as marshal encodes them, with one json.Encoder
+// for them all.
+type encoder struct {
+	b   *bytes.Buffer
+	enc *json.Encoder
+}
+
+func newEncoder(b *bytes.Buffer) encoder {
+	enc := json.NewEncoder(b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return []byte("null")
+	return encoder{b, enc}
+}
+
+// put appends v's JSON, or null if v cannot be encoded (Encode writes nothing then).
+func (e encoder) put(v any) {
+	if err := e.enc.Encode(v); err != nil {
+		e.b.WriteString("null")
+		return
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	e.b.Truncate(e.b.Len() - 1) // Encode's newline
 }

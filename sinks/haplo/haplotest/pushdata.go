@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 )
 
 // The push-data REST API (haplo_data_import_api).
@@ -67,10 +68,9 @@ func (s *Server) handlePushData(w http.ResponseWriter, r *http.Request, c *calle
 
 // runImport transforms and commits each record of body. s.mu is held.
 func (s *Server) runImport(body []byte, resp *pushResponse) {
-	r := &run{s: s, model: s.model}
-	err := func() error {
-		var err error
-		if r.instructions, err = r.prepareList(s.control["instructions"]); err != nil {
+	r, err := s.preparedRun()
+	err = func() error {
+		if err != nil {
 			return err
 		}
 		records, err := readRecords(fileSpec(s.control), body)
@@ -105,10 +105,39 @@ func (s *Server) runImport(body []byte, resp *pushResponse) {
 	}
 }
 
+// prepared is the control file's instructions as preparing them left them, with the
+// run they are bound to. Haplo prepares them for every batch; preparing gives the same
+// result while the control file and the schema stay the same, so the server prepares
+// them once for each schema and resets their run for every push.
+type prepared struct {
+	run        *run
+	err        error    // the exception preparing threw, if any
+	errors     []string // what preparing reported
+	errorCount int
+}
+
+// preparedRun returns the run for a push: its instructions prepared for the current
+// schema (SetPersonHasBehaviour drops them), and what preparing them reported, as a new
+// run would have them. s.mu is held.
+func (s *Server) preparedRun() (*run, error) {
+	p := s.prepared
+	if p == nil {
+		r := &run{s: s, model: s.model}
+		var err error
+		r.instructions, err = r.prepareList(s.control["instructions"])
+		p = &prepared{run: r, err: err, errors: r.errors, errorCount: r.errorCount}
+		s.prepared = p
+	}
+	r := p.run
+	*r = run{s: s, model: r.model, instructions: r.instructions, batch: r.batch + 1,
+		errors: slices.Clone(p.errors), errorCount: p.errorCount}
+	return r, p.err
+}
+
 // readRecords is the json reader: the body is one record with singleRecord,
 // otherwise an array (or object) of records.
 func readRecords(spec map[string]any, body []byte) ([]any, error) {
-	v, _, ok := decodeJSON(body)
+	v, ok := decodeJSON(body)
 	if !ok {
 		return nil, errSyntax
 	}

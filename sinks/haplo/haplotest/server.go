@@ -12,6 +12,7 @@
 package haplotest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,6 +113,7 @@ type Server struct {
 	behaviours  map[string]map[int64]bool // configured-behaviour code -> ids of objects holding it
 	nextObject  int64
 	model       map[string]*destination // the haplo:person data-import model
+	prepared    *prepared               // the control file's instructions for model, once a push needed them
 	keyFailures map[string][]time.Time  // failed key look-ups by client IP
 	faults      Faults
 	failNext    int
@@ -314,6 +316,7 @@ func (s *Server) SetPersonHasBehaviour(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.model = newPersonModel(on)
+	s.prepared = nil // prepared for the old schema
 }
 
 // putObject stores o and indexes its configured behaviours. s.mu is held.
@@ -386,7 +389,7 @@ func (s *Server) allocObject() int64 {
 
 // writeJSON writes v as Haplo does: no HTML escaping, optionally indented.
 func writeJSON(w http.ResponseWriter, status int, v any, indent string) {
-	var b strings.Builder
+	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	if indent != "" {
@@ -398,7 +401,7 @@ func writeJSON(w http.ResponseWriter, status int, v any, indent string) {
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	_, _ = w.Write([]byte(strings.TrimSuffix(b.String(), "\n")))
+	_, _ = w.Write(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
 }
 
 // writeText writes a plain-text response, as the platform does for argument

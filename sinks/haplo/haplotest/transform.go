@@ -18,11 +18,14 @@ type run struct {
 	s     *Server
 	model map[string]*destination // the haplo:person model, as the schema is now
 
-	instructions   []instr
-	errors         []string
-	errorCount     int
-	recordID       string
-	recordCount    int
+	instructions []instr
+	errors       []string
+	errorCount   int
+	recordID     string
+	recordCount  int
+	// batch numbers the pushes a prepared run has served (see preparedRun): what an
+	// instruction keeps for one batch, it keeps for one number.
+	batch          int
 	titleHintGiven bool
 	action         *recordAction // the record being processed
 }

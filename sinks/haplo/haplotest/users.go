@@ -25,13 +25,21 @@ func optionalInt(args []string) (int, bool) {
 	return n, err == nil
 }
 
-// readJSONBody decodes a {body, as:"json"} argument.
-func readJSONBody(r *http.Request) (any, []string, bool) {
+// readJSONBody decodes a {body, as:"json"} argument. With keys set, it also returns an
+// object's keys in order (objectKeys), which only an update needs.
+func readJSONBody(r *http.Request, keys bool) (any, []string, bool) {
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	if err != nil {
 		return nil, nil, false
 	}
-	return decodeJSON(b)
+	v, ok := decodeJSON(b)
+	if !ok {
+		return nil, nil, false
+	}
+	if _, isObject := v.(map[string]any); isObject && keys {
+		return v, objectKeys(b), true
+	}
+	return v, nil, true
 }
 
 // withUser finds a principal (user or group) by id.
@@ -216,7 +224,7 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request, c *caller
 }
 
 func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request, c *caller, args []string) {
-	body, _, ok := readJSONBody(r)
+	body, _, ok := readJSONBody(r, false)
 	welcome := 0
 	if vs, present := r.URL.Query()["welcomeLink"]; present {
 		n, err := strconv.Atoi(vs[0])
@@ -317,7 +325,7 @@ var editableProperties = map[string]bool{
 
 func (s *Server) handleUpdateUser(w http.ResponseWriter, r *http.Request, c *caller, args []string) {
 	id, idOK := optionalInt(args)
-	body, keys, bodyOK := readJSONBody(r)
+	body, keys, bodyOK := readJSONBody(r, true)
 	if !idOK || !bodyOK {
 		badRequest(w)
 		return
