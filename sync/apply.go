@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -98,7 +99,10 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 	sum.Applied, sum.Failed, sum.Skipped = map[OpKind]int{}, map[OpKind]int{}, map[OpKind]int{}
 	m := e.opt.Metrics
 	inARow := 0 // operations failed in a row, for the circuit breaker
+	var settled atomic.Int64
+	stopProgress := e.progress(s.Name, len(plan.Ops), &settled)
 	for r := range results {
+		settled.Add(1)
 		m.snapshotSize(s.Name, r.entries)
 		switch {
 		case r.skipped:
@@ -126,6 +130,7 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 			}
 		}
 	}
+	stopProgress()
 	sum.Applied, sum.Failed, sum.Skipped = nilIfEmpty(sum.Applied), nilIfEmpty(sum.Failed), nilIfEmpty(sum.Skipped)
 	select {
 	case err := <-fatal:

@@ -43,6 +43,11 @@ type Options struct {
 	Now func() time.Time
 	// Metrics, when set, receive the engine's measurements.
 	Metrics *Metrics
+	// ProgressEvery is how often a long apply phase reports its progress; default 5s.
+	ProgressEvery time.Duration
+	// Progress, when set, receives the reports instead of the log (a terminal's
+	// progress bar).
+	Progress func(Progress)
 }
 
 // Engine runs: read, merge, plan, guard, apply, record.
@@ -61,6 +66,9 @@ type Engine struct {
 func New(sources []SourceSpec, sinks []SinkSpec, store Store, opt Options, log *slog.Logger) *Engine {
 	if opt.DrainTimeout <= 0 {
 		opt.DrainTimeout = 30 * time.Second
+	}
+	if opt.ProgressEvery <= 0 {
+		opt.ProgressEvery = 5 * time.Second
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now

@@ -103,3 +103,62 @@ func TestCommandsBesideDaemon(t *testing.T) {
 		t.Errorf("inspect through the daemon:\n%s", out)
 	}
 }
+
+// TestRunsBesideDaemon: with a daemon holding the state file, --dry-run, --once and
+// --once --accept-guard are done by the daemon, and print as they would have: a guard
+// hold is accepted with the same commands whether or not a daemon runs.
+func TestRunsBesideDaemon(t *testing.T) {
+	e := newEnv(t, 10, "schedule: \"@every 1h\"\n")
+	d := startDaemon(t, e)
+	d.eventually(30*time.Second, "the first run is recorded", func() bool {
+		s := d.status()
+		return len(s.Runs) > 0 && s.Runs[0].Result == dsync.ResultSuccess
+	})
+	f, err := os.OpenFile(e.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "listen: %s\n", d.addr)
+	f.Close()
+
+	e.rows = e.rows[2:] // 20% leave: max_disable_percent holds the run
+	e.writeCSV()
+	out := e.mustRun(exitHeld, "--dry-run")
+	if !strings.Contains(out, "disable_user (2)") || !strings.Contains(out, "HELD") {
+		t.Errorf("--dry-run through the daemon:\n%s", out)
+	}
+	if out := e.mustRun(exitDrift, "--check", "--plan-format", "json"); !strings.Contains(out, `"format": "idsync-plan/1"`) {
+		t.Errorf("--check --plan-format json through the daemon:\n%s", out)
+	}
+	e.mustRun(exitHeld, "--once")
+	if e.user("E00000").Blocked {
+		t.Fatal("a held run blocked someone")
+	}
+	out = e.mustRun(exitOK, "--once", "--accept-guard")
+	if !strings.Contains(out, "disable_user 2") || !e.user("E00000").Blocked || !e.user("E00001").Blocked {
+		t.Errorf("--once --accept-guard through the daemon:\n%s", out)
+	}
+	if s := d.status(); s.Runs[0].Result != dsync.ResultSuccess || !s.Runs[0].Accepted {
+		t.Errorf("the daemon's last run: %+v", s.Runs[0])
+	}
+	if code, _, errOut := e.idsync(t.Context(), "--once", "--verify"); code != exitFailed || !strings.Contains(errOut, "verify_every") {
+		t.Errorf("--verify beside the daemon: exit %d, %s", code, errOut)
+	}
+	resp, err := http.Post("http://"+d.addr+"/api/run", "text/plain", strings.NewReader(`{"accept_guard":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("a form-like POST (what another site's page could send): %s, want 415", resp.Status)
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	for listen, want := range map[string]bool{"127.0.0.1:9464": true, "[::1]:9464": true, "localhost:9464": true,
+		"0.0.0.0:9464": false, ":9464": false, "10.0.0.5:9464": false, "idsync.example.org:9464": false} {
+		if got := loopback(listen); got != want {
+			t.Errorf("loopback(%q) = %v, want %v", listen, got, want)
+		}
+	}
+}

@@ -205,12 +205,22 @@ func printConfigErrors(w io.Writer, path string, err error) {
 func runOnce(ctx context.Context, f *flags, cfg *Config, stdout, stderr io.Writer, log *slog.Logger) int {
 	reg, metrics := newRegistry(false)
 	store, err := openStore(cfg, f.dryRun, log)
+	if errors.Is(err, state.ErrLocked) {
+		return runThroughDaemon(ctx, f, cfg, stdout, stderr, log)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitFailed
 	}
 	defer store.Close()
-	eng, err := newEngine(cfg, store, metrics, log)
+	// On a terminal, a run's progress is a bar on stderr rather than log lines.
+	var bar *progressBar
+	var progress func(dsync.Progress)
+	if !f.dryRun && isTerminal(stderr) {
+		bar = newProgressBar(stderr)
+		progress = bar.update
+	}
+	eng, err := newEngine(cfg, store, metrics, log, progress)
 	if err != nil {
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitUsage
@@ -239,6 +249,22 @@ func runOnce(ctx context.Context, f *flags, cfg *Config, stdout, stderr io.Write
 		ro.AcceptGuard, ro.Approve = true, approvePlan(reviewed)
 	}
 	rep, err := eng.Run(ctx, ro)
+	if bar != nil {
+		bar.finish()
+	}
+	code := printRun(f, rep, err, stdout, stderr)
+	if rerr := reportMetrics(ctx, f, reg); rerr != nil {
+		fmt.Fprintln(stderr, "idsync:", rerr)
+		if code == exitOK {
+			code = exitFailed
+		}
+	}
+	return code
+}
+
+// printRun prints a run's summary, or a dry run's plan as asked, and returns the exit
+// code.
+func printRun(f *flags, rep *dsync.Report, err error, stdout, stderr io.Writer) int {
 	switch {
 	case !f.dryRun || err != nil:
 		printSummary(stdout, rep)
@@ -259,12 +285,6 @@ func runOnce(ctx context.Context, f *flags, cfg *Config, stdout, stderr io.Write
 	if f.check && code != exitFailed && planned(rep) {
 		code = exitDrift
 	}
-	if rerr := reportMetrics(ctx, f, reg); rerr != nil {
-		fmt.Fprintln(stderr, "idsync:", rerr)
-		if code == exitOK {
-			code = exitFailed
-		}
-	}
 	return code
 }
 
@@ -277,7 +297,7 @@ func rebuild(ctx context.Context, cfg *Config, stdout, stderr io.Writer, log *sl
 		return exitFailed
 	}
 	defer store.Close()
-	eng, err := newEngine(cfg, store, nil, log)
+	eng, err := newEngine(cfg, store, nil, log, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitUsage
@@ -316,8 +336,9 @@ func exitCode(rep *dsync.Report, err error) int {
 	return exitOK
 }
 
-// newEngine builds an engine over store from cfg.
-func newEngine(cfg *Config, store dsync.Store, metrics *dsync.Metrics, log *slog.Logger) (*dsync.Engine, error) {
+// newEngine builds an engine over store from cfg. progress, when set, receives the
+// apply phase's progress instead of the log (a terminal's bar).
+func newEngine(cfg *Config, store dsync.Store, metrics *dsync.Metrics, log *slog.Logger, progress func(dsync.Progress)) (*dsync.Engine, error) {
 	sources, sinks, err := build(cfg, metrics, log)
 	if err != nil {
 		return nil, err
@@ -326,6 +347,7 @@ func newEngine(cfg *Config, store dsync.Store, metrics *dsync.Metrics, log *slog
 		Safety:       cfg.Safety.resolve(dsync.DefaultSafety),
 		DrainTimeout: cfg.DrainTimeout,
 		Metrics:      metrics,
+		Progress:     progress,
 	}, log), nil
 }
 

@@ -48,7 +48,8 @@ type daemon struct {
 	failingSince time.Time // when the current streak of failed runs began
 	inRun        bool
 	lastVerify   time.Time
-	token        secret.Secret // the status page's and /api/'s; empty: open
+	token        secret.Secret   // the status page's and /api/'s; empty: open
+	ctx          context.Context // the daemon's: runs asked over HTTP end with it, not with their request
 }
 
 // serve runs the daemon until ctx ends, then stops scheduling, lets the run in
@@ -68,6 +69,7 @@ func serve(ctx context.Context, f *flags, cfg *Config, stderr io.Writer, log *sl
 			Name: "idsync_config_last_reload_success_timestamp_seconds", Help: "When the configuration was last (re)loaded successfully.",
 		}),
 	}
+	d.ctx = ctx
 	reg.MustRegister(d.reloadOK, d.reloadTime)
 	d.reloadOK.Set(1)
 	d.reloadTime.SetToCurrentTime()
@@ -83,7 +85,7 @@ func serve(ctx context.Context, f *flags, cfg *Config, stderr io.Writer, log *sl
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitUsage
 	}
-	if d.eng, err = newEngine(cfg, store, metrics, log); err != nil {
+	if d.eng, err = newEngine(cfg, store, metrics, log, nil); err != nil {
 		fmt.Fprintln(stderr, "idsync:", err)
 		return exitUsage
 	}
@@ -153,31 +155,39 @@ func cmpOr(a, b string) string {
 }
 
 // tick is one scheduled run. A run still in progress makes it a no-op: runs never
-// overlap. A panic is recovered, counted and logged.
+// overlap.
 func (d *daemon) tick(ctx context.Context) {
 	if !d.running.TryLock() {
 		d.log.Warn("the previous run is still running: this one is skipped")
 		return
 	}
 	defer d.running.Unlock()
+	d.runLocked(ctx, dsync.RunOptions{}, true)
+}
+
+// runLocked does one run; the caller holds d.running. A scheduled run first verifies
+// when verify_every is due. A panic is recovered, counted and logged.
+func (d *daemon) runLocked(ctx context.Context, ro dsync.RunOptions, scheduled bool) (rep *dsync.Report, err error) {
 	if ctx.Err() != nil {
-		return
+		return nil, ctx.Err()
 	}
 	d.mu.Lock()
 	eng := d.eng
 	d.inRun = true
-	verify := d.cfg.VerifyEvery > 0 && time.Since(d.lastVerify) >= d.cfg.VerifyEvery
+	verify := scheduled && d.cfg.VerifyEvery > 0 && time.Since(d.lastVerify) >= d.cfg.VerifyEvery
 	d.mu.Unlock()
 	failed := true
 	defer func() {
 		if r := recover(); r != nil {
 			d.metrics.Panicked()
 			d.log.Error("run panicked", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("the run panicked: %v", r)
 		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.inRun = false
 		switch {
+		case ro.DryRun:
 		case !failed:
 			d.failingSince = time.Time{}
 		case d.failingSince.IsZero():
@@ -193,8 +203,9 @@ func (d *daemon) tick(ctx context.Context) {
 			d.mu.Unlock()
 		}
 	}
-	_, err := eng.Run(ctx, dsync.RunOptions{})
+	rep, err = eng.Run(ctx, ro)
 	failed = err != nil
+	return rep, err
 }
 
 // reload builds a complete new engine from the configuration file and swaps it in,
@@ -206,7 +217,7 @@ func (d *daemon) reload(ctx context.Context) {
 		token secret.Secret
 	)
 	if err == nil {
-		eng, err = newEngine(cfg, d.store, d.metrics, d.log)
+		eng, err = newEngine(cfg, d.store, d.metrics, d.log, nil)
 	}
 	if err == nil {
 		token, err = cfg.statusToken()
@@ -244,10 +255,19 @@ func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", d.readyz)
+	mux.Handle("GET /{$}", d.guarded(d.page))
 	mux.Handle("GET /status", d.guarded(d.status))
 	mux.Handle("GET /api/runs", d.guarded(d.apiRuns))
 	mux.Handle("GET /api/identities/{id}", d.guarded(d.apiIdentity))
-	return http.MaxBytesHandler(mux, 1<<10)
+	mux.Handle("POST /api/run", d.guarded(d.apiRun)) // its own, larger, body limit
+	small := http.MaxBytesHandler(mux, 1<<10)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/run" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		small.ServeHTTP(w, r)
+	})
 }
 
 // guarded asks for the status token, when one is configured: as a bearer token, or as
