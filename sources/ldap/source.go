@@ -1,6 +1,8 @@
 // Package ldap implements a sync.Source over LDAP directories (OpenLDAP, Active
-// Directory) with go-ldap: every search paged, the whole read or an error, entries
-// mapped to identities, groups from memberOf or a group search.
+// Directory): every search paged, the whole read or an error, entries mapped to
+// identities, groups from memberOf or a group search. go-ldap provides the entries'
+// type, DNs, filters, controls and errors; the connection and its BER reader are
+// this package's own (wire.go, message.go), for speed.
 package ldap
 
 import (
@@ -10,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -98,8 +99,8 @@ func (s *Source) read(ctx context.Context, stamp string, since func(server strin
 	}
 	r.server = server
 	defer conn.Close()
-	// go-ldap's calls take no context: closing the connection ends them.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	// The connection's calls take no context: closing the connection ends them.
+	stop := context.AfterFunc(ctx, conn.kill)
 	defer stop()
 	wrap := func(err error) error {
 		if ctx.Err() != nil {
@@ -115,6 +116,7 @@ func (s *Source) read(ctx context.Context, stamp string, since func(server strin
 	}
 	extra := since(server)
 	seen := make(map[string]bool)
+	var d detacher
 	for _, sr := range s.cfg.Searches {
 		filter := sr.Filter
 		if extra != "" {
@@ -127,6 +129,7 @@ func (s *Source) read(ctx context.Context, stamp string, since func(server strin
 			}
 			seen[dn] = true
 			r.ids = append(r.ids, m.identity(e))
+			d.detach(&r.ids[len(r.ids)-1])
 			if stamp != "" {
 				if t, err := parseTime(first(e, stamp)); err == nil && t.After(r.newest) {
 					r.newest = t
@@ -152,17 +155,54 @@ func (s *Source) read(ctx context.Context, stamp string, since func(server strin
 	return r, nil
 }
 
+// detacher copies the strings an identity keeps out of its entry. They are
+// substrings of the entry's whole message (see message.go), and would keep it alive,
+// memberOf values and photos included, as long as the identity.
+type detacher struct {
+	fields []*string // scratch, reused
+}
+
+// detach gives the identity's own strings (its groups' names are the mapper's, one
+// per group) one new backing string.
+func (d *detacher) detach(id *dsync.Identity) {
+	d.fields = append(d.fields[:0], &id.ID, &id.Username, &id.Email, &id.FirstName, &id.LastName, &id.DisplayName, &id.Origin)
+	for _, vals := range id.Attributes {
+		for i := range vals {
+			d.fields = append(d.fields, &vals[i])
+		}
+	}
+	for i := range id.Problems {
+		d.fields = append(d.fields, &id.Problems[i])
+	}
+	n := 0
+	for _, f := range d.fields {
+		n += len(*f)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, f := range d.fields {
+		b.WriteString(*f)
+	}
+	all, off := b.String(), 0
+	for _, f := range d.fields {
+		*f, off = all[off:off+len(*f)], off+len(*f)
+	}
+	clear(d.fields)
+}
+
 // connect tries each URL in turn and binds. A certificate or credentials problem is
 // final: the next server would say the same.
-func (s *Source) connect(ctx context.Context) (*ldap.Conn, string, error) {
+func (s *Source) connect(ctx context.Context) (*conn, string, error) {
 	var errs []error
 	for _, u := range s.cfg.URLs {
 		if err := ctx.Err(); err != nil {
 			return nil, "", err
 		}
-		conn, err := s.dial(u)
+		conn, err := s.dial(ctx, u)
 		if err == nil {
+			stop := context.AfterFunc(ctx, conn.kill)
 			err = s.bind(conn)
+			stop()
 			if err == nil {
 				return conn, redact(u), nil
 			}
@@ -178,33 +218,21 @@ func (s *Source) connect(ctx context.Context) (*ldap.Conn, string, error) {
 	return nil, "", errors.Join(errs...)
 }
 
-func (s *Source) dial(u string) (*ldap.Conn, error) {
+func (s *Source) dial(ctx context.Context, u string) (*conn, error) {
 	tc := s.tls.Clone()
 	if tc.ServerName == "" {
 		if p, err := url.Parse(u); err == nil {
 			tc.ServerName = p.Hostname()
 		}
 	}
-	d := &net.Dialer{Timeout: s.cfg.DialTimeout}
-	conn, err := ldap.DialURL(u, ldap.DialWithDialer(d), ldap.DialWithTLSConfig(tc))
-	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	conn.SetTimeout(s.cfg.Timeout)
-	if s.cfg.StartTLS {
-		if err := conn.StartTLS(tc); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("starttls: %w", err)
-		}
-	}
-	return conn, nil
+	return dialConn(ctx, u, tc, s.cfg.DialTimeout, s.cfg.Timeout, s.cfg.StartTLS)
 }
 
-func (s *Source) bind(conn *ldap.Conn) error {
+func (s *Source) bind(conn *conn) error {
 	if s.cfg.Anonymous {
 		return nil
 	}
-	err := conn.Bind(s.cfg.BindDN, s.password.Reveal())
+	err := conn.bind(s.cfg.BindDN, s.password.Reveal())
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
 		return fmt.Errorf("bind as %s: invalid credentials (check bind_dn and the password)%s: %w", s.cfg.BindDN, adReason(err), errCredentials)
 	}
@@ -258,57 +286,15 @@ func redact(u string) string {
 // search runs one paged search, calling fn for every entry of every page. It fails on
 // any error and, unless referrals are to be skipped, on continuation references.
 //
-// The next page is asked for as soon as a page ends, before fn sees its entries: the
-// connection's reader decodes the next page (go-ldap's BER decoding, most of a read's
-// time) while fn maps this one.
-func (s *Source) search(conn *ldap.Conn, base, filter, scope string, attrs []string, fn func(*ldap.Entry)) error {
-	paging := ldap.NewControlPaging(uint32(s.cfg.PageSize))
-	req := ldap.NewSearchRequest(base, scopes[scope], ldap.NeverDerefAliases, 0, 0, false, filter, attrs, []ldap.Control{paging})
-	type answer struct {
-		res *ldap.SearchResult
-		err error
-	}
-	fetch := func() <-chan answer {
-		ch := make(chan answer, 1)
-		go func() {
-			res, err := conn.Search(req)
-			ch <- answer{res, err}
-		}()
-		return ch
-	}
-	next := fetch()
-	for page := 1; ; page++ {
-		a := <-next
-		if a.err != nil {
-			return fmt.Errorf("page %d: %w", page, a.err)
+// The connection's reader decodes the next page while fn maps this one (see
+// conn.search).
+func (s *Source) search(conn *conn, base, filter, scope string, attrs []string, fn func(*ldap.Entry)) error {
+	req := &searchRequest{base: base, scope: scopes[scope], filter: filter, attrs: attrs, pageSize: uint32(s.cfg.PageSize)}
+	return conn.search(req, fn, func(page int, refs []string) error {
+		if s.cfg.Referrals != "skip" {
+			return fmt.Errorf("page %d: the server referred to %s, which idsync does not follow (set referrals: skip if those are other partitions)", page, strings.Join(refs, ", "))
 		}
-		res := a.res
-		if len(res.Referrals) > 0 {
-			if s.cfg.Referrals != "skip" {
-				return fmt.Errorf("page %d: the server referred to %s, which idsync does not follow (set referrals: skip if those are other partitions)", page, strings.Join(res.Referrals, ", "))
-			}
-			s.log.Debug("skipped continuation references", "base", base, "referrals", res.Referrals)
-		}
-		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
-		last := false
-		switch {
-		case !ok && page == 1:
-			// A server that ignores paging returned everything in one answer, or hit
-			// its size limit, which Search reports as an error.
-			last = true
-		case !ok:
-			return fmt.Errorf("page %d: the server dropped the paged-results control", page)
-		case len(ctrl.Cookie) == 0:
-			last = true
-		default:
-			paging.SetCookie(ctrl.Cookie)
-			next = fetch()
-		}
-		for _, e := range res.Entries {
-			fn(e)
-		}
-		if last {
-			return nil
-		}
-	}
+		s.log.Debug("skipped continuation references", "base", base, "referrals", refs)
+		return nil
+	})
 }
