@@ -181,25 +181,6 @@ func diffWhole(snapshot map[string]Entry, desired map[string]Identity, opt DiffO
 	return p
 }
 
-// takenOutside indexes the emails and usernames of the active accounts of identities a
-// delta does not list, lowercased, "email:" or "username:" prefixed, to their ids. A
-// full read checks uniqueness across everyone (Merge); a delta can only check against
-// what idsync last applied.
-func takenOutsideWholeWhole(snapshot map[string]Entry, desired map[string]Identity) map[string]string {
-	taken := make(map[string]string)
-	for id, e := range snapshot {
-		if _, listed := desired[id]; listed || e.User == nil || !e.User.Active {
-			continue
-		}
-		for _, key := range []string{"email:" + strings.ToLower(e.User.Email), "username:" + strings.ToLower(e.User.Username)} {
-			if other, ok := taken[key]; key[len(key)-1] != ':' && (!ok || id < other) {
-				taken[key] = id
-			}
-		}
-	}
-	return taken
-}
-
 // takenOutsideWhole indexes the emails and usernames of the active accounts of identities a
 // delta does not list, lowercased, "email:" or "username:" prefixed, to their ids. A
 // full read checks uniqueness across everyone (Merge); a delta can only check against

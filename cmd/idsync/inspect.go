@@ -146,15 +146,7 @@ func historyCommand(_ context.Context, _ *Config, rec records, _ []string, w io.
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tSTARTED (UTC)\tTOOK\tRESULT\tIDENTITIES\tHELD\tAPPLIED\tFAILED\tGUARDS")
 	for _, r := range runs {
-		applied, failed := map[dsync.OpKind]int{}, map[dsync.OpKind]int{}
-		for _, s := range r.Sinks {
-			for k, n := range s.Applied {
-				applied[k] += n
-			}
-			for k, n := range s.Failed {
-				failed[k] += n
-			}
-		}
+		applied, failed := runTotals(&r)
 		guards := ""
 		if len(r.Guards) > 0 {
 			guards = strconv.Itoa(len(r.Guards))
@@ -167,6 +159,20 @@ func historyCommand(_ context.Context, _ *Config, rec records, _ []string, w io.
 			bareCounts(applied), bareCounts(failed), guards)
 	}
 	return tw.Flush()
+}
+
+// runTotals adds up a run's applied and failed operations over its sinks.
+func runTotals(r *dsync.RunSummary) (applied, failed map[dsync.OpKind]int) {
+	applied, failed = map[dsync.OpKind]int{}, map[dsync.OpKind]int{}
+	for _, s := range r.Sinks {
+		for k, n := range s.Applied {
+			applied[k] += n
+		}
+		for k, n := range s.Failed {
+			failed[k] += n
+		}
+	}
+	return applied, failed
 }
 
 // bareCounts is "create_user 4, update_user 1", or "-".
@@ -201,17 +207,7 @@ func showCommand(_ context.Context, _ *Config, rec records, args []string, w io.
 		fmt.Fprintf(w, "  source %s: %d identities, %s\n", name, r.Sources[name], read)
 	}
 	fmt.Fprintf(w, "  identities: %d valid, %d held (present but invalid)\n", r.Identities, r.Held)
-	switch {
-	case len(r.Guards) == 0:
-		fmt.Fprintln(w, "  guards: none tripped")
-	case r.Accepted:
-		fmt.Fprintln(w, "  guards: tripped, and accepted for this run:")
-	default:
-		fmt.Fprintln(w, "  guards: HELD, nothing applied:")
-	}
-	for _, g := range r.Guards {
-		fmt.Fprintf(w, "    %s\n", g)
-	}
+	writeGuards(w, "  ", r.Guards, r.Accepted, "HELD, nothing applied:")
 	for _, s := range r.Sinks {
 		fmt.Fprintf(w, "  sink %s: planned%s; applied%s", s.Sink, countOrNone(s.Planned), countOrNone(s.Applied))
 		if len(s.Failed) > 0 {

@@ -43,17 +43,23 @@ func printProblemsAndGuards(w io.Writer, rep *dsync.Report) {
 			fmt.Fprintf(w, "  %s\n", p)
 		}
 	}
-	sum := &rep.Summary
+	writeGuards(w, "", rep.Summary.Guards, rep.Summary.Accepted,
+		"HELD: nothing is applied while these hold; review the plan with --dry-run, then run once with --accept-guard:")
+}
+
+// writeGuards writes a run's guard trips under a "guards:" line, indented by indent;
+// held is what that line says when they hold the run.
+func writeGuards(w io.Writer, indent string, guards []dsync.GuardTrip, accepted bool, held string) {
 	switch {
-	case len(sum.Guards) == 0:
-		fmt.Fprintln(w, "guards: none tripped")
-	case sum.Accepted:
-		fmt.Fprintln(w, "guards: tripped, and accepted for this run (--accept-guard):")
+	case len(guards) == 0:
+		fmt.Fprintln(w, indent+"guards: none tripped")
+	case accepted:
+		fmt.Fprintln(w, indent+"guards: tripped, and accepted for this run (--accept-guard):")
 	default:
-		fmt.Fprintln(w, "guards: HELD: nothing is applied while these hold; review the plan with --dry-run, then run once with --accept-guard:")
+		fmt.Fprintln(w, indent+"guards: "+held)
 	}
-	for _, g := range sum.Guards {
-		fmt.Fprintf(w, "  %s\n", g)
+	for _, g := range guards {
+		fmt.Fprintf(w, "%s  %s\n", indent, g)
 	}
 }
 

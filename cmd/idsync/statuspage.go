@@ -95,15 +95,7 @@ func (d *daemon) page(w http.ResponseWriter, _ *http.Request) {
 	for _, r := range runs[:min(len(runs), statusRuns)] {
 		row := runRow{ID: r.ID, Started: r.Started.Local().Format(time.DateTime), Took: r.Finished.Sub(r.Started).Round(time.Millisecond).String(),
 			Result: string(r.Result), Identities: r.Identities, Held: r.Held}
-		applied, failed := map[dsync.OpKind]int{}, map[dsync.OpKind]int{}
-		for _, s := range r.Sinks {
-			for k, n := range s.Applied {
-				applied[k] += n
-			}
-			for k, n := range s.Failed {
-				failed[k] += n
-			}
-		}
+		applied, failed := runTotals(&r)
 		row.Applied, row.Failed = bareCounts(applied), bareCounts(failed)
 		switch r.Result {
 		case dsync.ResultSuccess:

@@ -115,7 +115,12 @@ func (s *Source) read(ctx context.Context, stamp string, since func(server strin
 		attrs = append(attrs, stamp)
 	}
 	extra := since(server)
-	seen := make(map[string]bool)
+	// Overlapping searches can return an entry twice; one search returns each entry
+	// once, and needs no index of 100,000 lowercased DNs.
+	var seen map[string]bool
+	if len(s.cfg.Searches) > 1 {
+		seen = make(map[string]bool)
+	}
 	var d detacher
 	for _, sr := range s.cfg.Searches {
 		filter := sr.Filter
@@ -123,11 +128,13 @@ func (s *Source) read(ctx context.Context, stamp string, since func(server strin
 			filter = "(&" + sr.Filter + extra + ")"
 		}
 		err := s.search(conn, sr.BaseDN, filter, sr.Scope, attrs, func(e *ldap.Entry) {
-			dn := strings.ToLower(e.DN)
-			if seen[dn] { // overlapping searches: the same entry once
-				return
+			if seen != nil {
+				dn := strings.ToLower(e.DN)
+				if seen[dn] { // overlapping searches: the same entry once
+					return
+				}
+				seen[dn] = true
 			}
-			seen[dn] = true
 			r.ids = append(r.ids, m.identity(e))
 			d.detach(&r.ids[len(r.ids)-1])
 			if stamp != "" {

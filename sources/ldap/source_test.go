@@ -225,3 +225,20 @@ func TestReferrals(t *testing.T) {
 		t.Errorf("with referrals: skip, read %d, %v; want 5", len(ids), err)
 	}
 }
+
+// TestOverlappingSearches: two searches that both find some people list each person
+// once; one search is not checked for repeats (a server returns an entry once).
+func TestOverlappingSearches(t *testing.T) {
+	people := ldaptest.People(12)
+	srv := ldaptest.Start(t, ldaptest.Options{People: people})
+	ids, err := read(t, serviceConfig(srv, func(c *Config) {
+		c.Searches = append(c.Searches, Search{BaseDN: "ou=people," + srv.Suffix, Filter: "(uid=" + people[2].UID + ")"},
+			Search{BaseDN: "OU=People," + srv.Suffix, Filter: "(objectClass=person)"})
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 12 || len(byUID(ids)) != 12 {
+		t.Errorf("three overlapping searches gave %d identities (%d people), want 12", len(ids), len(byUID(ids)))
+	}
+}
