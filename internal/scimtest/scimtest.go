@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/idsync/idsync/internal/nodetest"
 	"io"
 	"net/http"
 	"net/url"
@@ -58,66 +59,6 @@ func serverDir() (string, error) {
 	return filepath.Join(filepath.Dir(file), "server"), nil
 }
 
-// install runs `npm ci` unless node_modules is there. Packages tested in
-// parallel processes may race here: each installs into its own temporary
-// folder and renames the result into place; a loser's rename fails because
-// node_modules then exists, which is fine.
-func install(dir string) error {
-	modules := filepath.Join(dir, "node_modules")
-	if _, err := os.Stat(modules); err == nil {
-		return nil
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		return fmt.Errorf("node is installed but npm is not: %w", err)
-	}
-	tmp, err := os.MkdirTemp(dir, ".npm-ci-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	for _, name := range []string{"package.json", "package-lock.json"} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
-			return err
-		}
-	}
-	cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund", "--prefer-offline")
-	cmd.Dir = tmp
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("npm ci in %s: %v\n%s", dir, err, out)
-	}
-	if err := os.Rename(filepath.Join(tmp, "node_modules"), modules); err != nil {
-		if _, statErr := os.Stat(modules); statErr == nil {
-			return nil // another process installed it first
-		}
-		return err
-	}
-	return nil
-}
-
-// syncBuffer collects the server's output for failure reports.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // Start starts a new, empty SCIM server and stops it when tb ends. It skips
 // tb when node is not installed.
 func Start(tb testing.TB) *Server {
@@ -130,7 +71,7 @@ func Start(tb testing.TB) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	installOnce.Do(func() { installErr = install(dir) })
+	installOnce.Do(func() { installErr = nodetest.Install(dir) })
 	if installErr != nil {
 		tb.Fatalf("scimtest: installing the SCIM server's npm packages: %v", installErr)
 	}
@@ -148,8 +89,8 @@ func Start(tb testing.TB) *Server {
 		// process even if Cleanup never runs.
 		"SCIMTEST_EXIT_ON_STDIN_EOF=1",
 	)
-	setProcessGroup(cmd)
-	output := &syncBuffer{}
+	nodetest.SetProcessGroup(cmd)
+	output := &nodetest.Output{}
 	cmd.Stderr = output
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -167,7 +108,7 @@ func Start(tb testing.TB) *Server {
 	stop := func() {
 		stopOnce.Do(func() {
 			_ = stdin.Close()
-			killProcessGroup(cmd)
+			nodetest.KillProcessGroup(cmd)
 			<-waited
 		})
 	}

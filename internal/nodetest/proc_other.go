@@ -1,12 +1,12 @@
 //go:build !unix
 
-package scimtest
+package nodetest
 
 import "os/exec"
 
-func setProcessGroup(*exec.Cmd) {}
+func SetProcessGroup(*exec.Cmd) {}
 
-func killProcessGroup(cmd *exec.Cmd) {
+func KillProcessGroup(cmd *exec.Cmd) {
 	if cmd.Process != nil {
 		_ = cmd.Process.Kill()
 	}

@@ -1,0 +1,22 @@
+//go:build unix
+
+package nodetest
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// SetProcessGroup makes the server the leader of a new process group, so
+// that KillProcessGroup also reaches anything it spawned.
+func SetProcessGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+}
+
+func KillProcessGroup(cmd *exec.Cmd) {
+	if cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = cmd.Process.Kill()
+}
