@@ -18,6 +18,8 @@ import (
 //	           [user:identity] [profile:identity] [disabled_at:time]
 //	           last_error [last_error_at:time] failures:varint
 //	           [last_op:byte last_op_at:time]
+//	           [invite: link expires_set:byte [expires:time] attempts:uvarint last_error]
+//	           [invite_lapsed:time]
 //	identity = flags:byte [id] username email first_name last_name display_name
 //	           groups:list attributes:(uvarint count, count × (key list))
 //	list     = uvarint count, count × string
@@ -48,7 +50,12 @@ const (
 	entryHasLastErrorAt
 	// entryHasLastOp: the last operation applied and when (schema version 3 on).
 	entryHasLastOp
-	entryFlags = entryHasUser | entryHasProfile | entryAdopted | entryHasDisabledAt | entryHasLastErrorAt | entryHasLastOp
+	// entryHasInvite, entryHasInviteLapsed: an invitation to deliver; when one expired
+	// undelivered (schema version 3 on).
+	entryHasInvite
+	entryHasInviteLapsed
+	entryFlags = entryHasUser | entryHasProfile | entryAdopted | entryHasDisabledAt | entryHasLastErrorAt | entryHasLastOp |
+		entryHasInvite | entryHasInviteLapsed
 )
 
 // Identity flags.
@@ -112,6 +119,12 @@ func appendEntry(b []byte, e *dsync.Entry) []byte {
 	if e.LastOp != 0 && !e.LastOpAt.IsZero() { // the engine sets both, always
 		flags |= entryHasLastOp
 	}
+	if e.Invite != nil {
+		flags |= entryHasInvite
+	}
+	if !e.InviteLapsed.IsZero() {
+		flags |= entryHasInviteLapsed
+	}
 	b = append(b, entryFormat, flags)
 	b = appendString(b, e.ID)
 	b = appendString(b, e.UserID)
@@ -133,6 +146,19 @@ func appendEntry(b []byte, e *dsync.Entry) []byte {
 	if flags&entryHasLastOp != 0 {
 		b = append(b, byte(e.LastOp))
 		b = appendTime(b, e.LastOpAt)
+	}
+	if inv := e.Invite; inv != nil {
+		b = appendString(b, inv.Link)
+		if inv.Expires.IsZero() {
+			b = append(b, 0)
+		} else {
+			b = appendTime(append(b, 1), inv.Expires)
+		}
+		b = binary.AppendUvarint(b, uint64(max(inv.Attempts, 0)))
+		b = appendString(b, inv.LastError)
+	}
+	if flags&entryHasInviteLapsed != 0 {
+		b = appendTime(b, e.InviteLapsed)
 	}
 	return b
 }
@@ -295,6 +321,26 @@ func (d *decoder) entry(v []byte) (dsync.Entry, error) {
 		}
 		e.LastOp = op
 		e.LastOpAt = d.time()
+	}
+	if flags&entryHasInvite != 0 {
+		inv := &dsync.PendingInvite{}
+		inv.Link = d.string()
+		switch set := d.byte(); {
+		case set == 1:
+			inv.Expires = d.time()
+		case set != 0 && d.err == nil:
+			d.failf("invitation expiry flag %d", set)
+		}
+		if a := d.uvarint(); a > 1<<31 {
+			d.failf("%d invitation attempts", a)
+		} else {
+			inv.Attempts = int(a)
+		}
+		inv.LastError = d.string()
+		e.Invite = inv
+	}
+	if flags&entryHasInviteLapsed != 0 {
+		e.InviteLapsed = d.time()
 	}
 	if d.err == nil && d.off != len(d.s) {
 		d.failf("%d bytes after the entry", len(d.s)-d.off)

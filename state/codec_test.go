@@ -195,6 +195,12 @@ func randomEntry(r *rand.Rand) dsync.Entry {
 	if r.IntN(2) == 0 {
 		e.LastOp, e.LastOpAt = dsync.OpKinds[r.IntN(len(dsync.OpKinds))], time.Unix(r.Int64N(1<<40), 0).UTC()
 	}
+	if r.IntN(3) == 0 {
+		e.Invite = &dsync.PendingInvite{Invite: dsync.Invite{Link: str(), Expires: tm()}, Attempts: r.IntN(1000), LastError: str()}
+	}
+	if r.IntN(4) == 0 {
+		e.InviteLapsed = time.Unix(r.Int64N(1<<40), 0).UTC()
+	}
 	return e
 }
 
@@ -242,12 +248,13 @@ func TestDecodeEntryRejects(t *testing.T) {
 		{"format 0", entryBytes{0, 0}, "format 0, want 1"},
 		{"format 2", append(entryBytes{2}, tail(plain(0)[1:])...), "format 2, want 1"},
 		{"json", []byte(`{"id":"1"}`), "JSON, as schema version 1 stored entries"},
-		{"unknown entry flag", tail(plain(0x80)), "unknown entry flags 0x80"},
 		{"unknown identity flag", tail(plain(entryHasUser).byte(0x04)), "unknown identity flags 0x4"},
 		{"no failures", plain(0).str(""), "truncated varint"},
 		{"byte left over", tail(plain(0)).byte(0), "1 bytes after the entry"},
 		{"unknown last operation", tail(plain(entryHasLastOp)).byte(99).varint(1).uvarint(0).varint(0), "unknown last operation 99"},
 		{"last operation, no time", tail(plain(entryHasLastOp)).byte(byte(dsync.UpdateUser)), "truncated varint"},
+		{"invitation, bad expiry flag", tail(plain(entryHasInvite)).str("https://x").byte(7), "invitation expiry flag 7"},
+		{"invitation, truncated", tail(plain(entryHasInvite)).str("https://x").byte(0), "truncated varint"},
 		{"string past the end", head.byte(0).uvarint(5).byte('a'), "string of 5 bytes but 1 left"},
 		{"huge string", head.byte(0).uvarint(math.MaxUint64), "string of 18446744073709551615 bytes"},
 		{"huge count", withAttrs.uvarint(1 << 40), "count 1099511627776 but 0 bytes left"},

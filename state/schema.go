@@ -33,7 +33,8 @@ var migrations = []migration{
 func schemaVersion() int { return len(migrations) }
 
 // lastOperations is version 3: an entry may carry the last operation applied to it
-// (codec.go's entryHasLastOp), which an idsync of version 2 would refuse as corrupt.
+// and an invitation to deliver (codec.go's entryHasLastOp, entryHasInvite,
+// entryHasInviteLapsed), which an idsync of version 2 would refuse as corrupt.
 // Nothing is rewritten: the version is raised so that an older idsync says "newer than
 // this idsync" rather than "corrupt entry".
 func lastOperations(*bolt.Tx) error { return nil }

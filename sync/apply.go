@@ -20,6 +20,8 @@ type opResult struct {
 	// entries is how the operation changed the number of entries in the snapshot:
 	// 1 for the first write of a new identity, -1 for a delete.
 	entries int
+	// invited is set when the operation's entry now holds an invitation to deliver.
+	invited bool
 }
 
 // apply carries out one sink's plan. An identity's operations run in phase order, one
@@ -36,7 +38,7 @@ type opResult struct {
 func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[string]Entry) (SinkSummary, error) {
 	sum := SinkSummary{Sink: s.Name, Planned: plan.Counts()}
 	if plan.Empty() {
-		return sum, nil
+		return sum, e.deliver(ctx, s, plan.Invites, nil, &sum)
 	}
 	log := e.log.With("sink", s.Name)
 	chains := chainsOf(plan.Ops)
@@ -101,8 +103,13 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 	inARow := 0 // operations failed in a row, for the circuit breaker
 	var settled atomic.Int64
 	stopProgress := e.progress(s.Name, len(plan.Ops), &settled)
+	invites, invitees := plan.Invites, map[string]Identity{}
 	for r := range results {
 		settled.Add(1)
+		if r.invited {
+			invites = append(invites, r.op.ID)
+			invitees[r.op.ID] = r.op.Want
+		}
 		m.snapshotSize(s.Name, r.entries)
 		switch {
 		case r.skipped:
@@ -136,6 +143,9 @@ func (e *Engine) apply(ctx context.Context, s SinkSpec, plan Plan, snap map[stri
 	case err := <-fatal:
 		return sum, err
 	default:
+	}
+	if err := e.deliver(dispatch, s, invites, invitees, &sum); err != nil {
+		return sum, err
 	}
 	if err := context.Cause(dispatch); errors.Is(err, ErrCircuitOpen) {
 		return sum, err
@@ -193,6 +203,7 @@ func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []
 		case UpdateProfile, EnableUser, DisableUser:
 			op.Have = entry.Profile
 		}
+		op.Invite = op.Kind == CreateUser && s.Inviter != nil
 		out, err := s.Sink.Apply(exec, op)
 		if err != nil {
 			entry.LastError, entry.LastErrorAt = fmt.Sprintf("%s: %v", op.Kind, err), e.opt.Now()
@@ -225,7 +236,7 @@ func (e *Engine) applyChain(dispatch, exec context.Context, s SinkSpec, chain []
 		if op.Kind == DeleteUser {
 			n = -1
 		}
-		if err := c.commit(entry, op.Kind == DeleteUser, &opResult{op: op, entries: n}); err != nil {
+		if err := c.commit(entry, op.Kind == DeleteUser, &opResult{op: op, entries: n, invited: out.Invite != nil && op.Invite}); err != nil {
 			// The sink did it but the snapshot may not know: stop, so that the next
 			// run starts from what was recorded and adopts what was not.
 			for _, rest := range chain[i+1:] {
@@ -395,6 +406,9 @@ func record(e *Entry, op Op, out Outcome, s Schema, now time.Time) {
 	}
 	e.LastError, e.LastErrorAt, e.Failures = "", time.Time{}, 0
 	e.LastOp, e.LastOpAt = op.Kind, now
+	if out.Invite != nil && op.Invite {
+		e.Invite, e.InviteLapsed = &PendingInvite{Invite: *out.Invite}, time.Time{}
+	}
 }
 
 func nilIfEmpty(m map[OpKind]int) map[OpKind]int {

@@ -91,6 +91,9 @@ func (d *Differ) Add(e Entry) {
 	if e.User != nil && e.User.Active {
 		d.plan.Managed++
 	}
+	if e.Invite != nil {
+		d.plan.Invites = append(d.plan.Invites, e.ID)
+	}
 	want, listed := d.desired[e.ID]
 	switch {
 	case listed:
@@ -161,6 +164,7 @@ func (d *Differ) Plan() (Plan, map[string]Entry) {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
 	})
 	slices.SortFunc(d.plan.Held, func(a, b Held) int { return cmp.Compare(a.ID, b.ID) })
+	slices.Sort(d.plan.Invites)
 	return d.plan, d.need
 }
 

@@ -30,6 +30,9 @@ type SinkSpec struct {
 	// row: nothing more is sent to it in this run, and what was not attempted is
 	// retried in the next. 0 turns the breaker off.
 	BreakAfter int
+	// Inviter, when set, delivers the invitations the sink gives for new accounts
+	// (onboarding: email); create_user operations then ask the sink for one.
+	Inviter Inviter
 }
 
 // Options tunes an Engine.
@@ -132,7 +135,7 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (*Report, error) {
 		sum.Result = ResultDryRun
 	case rep.Held():
 		sum.Result = ResultHeld
-	case incomplete(sum):
+	case incomplete(sum) || undelivered(sum):
 		sum.Result = ResultPartial
 	default:
 		sum.Result = ResultSuccess
@@ -152,6 +155,16 @@ func (e *Engine) Run(ctx context.Context, ro RunOptions) (*Report, error) {
 	}
 	e.opt.Metrics.runEnded(sum)
 	return rep, err
+}
+
+// undelivered reports invitations that failed or expired: the run needs a look.
+func undelivered(s *RunSummary) bool {
+	for _, k := range s.Sinks {
+		if k.Invitations["failed"] > 0 || k.Invitations["expired"] > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func incomplete(s *RunSummary) bool {

@@ -27,6 +27,7 @@ type Metrics struct {
 	driftRepairs       *prometheus.CounterVec
 	requestDuration    *prometheus.HistogramVec
 	retries            *prometheus.CounterVec
+	invitations        *prometheus.CounterVec
 }
 
 // Guards lists every guard name, for metrics.
@@ -89,10 +90,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idsync_sink_retries_total", Help: "Requests to the sink retried, by reason: network, status_5xx, status_429.",
 		}, []string{"sink", "reason"}),
+		invitations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idsync_invitations_total", Help: "Invitations to new accounts, by channel and result: sent, failed (tried again next run), expired (the person needs a manual reset).",
+		}, []string{"sink", "channel", "result"}),
 	}
 	reg.MustRegister(m.runs, m.runDuration, m.phaseDuration, m.lastRun, m.lastSuccess, m.sourceIdentities,
 		m.sourceReadErrors, m.planned, m.operations, m.guardTrips, m.snapshotIdentities, m.panics,
-		m.breakerTrips, m.drifts, m.driftRepairs, m.requestDuration, m.retries)
+		m.breakerTrips, m.drifts, m.driftRepairs, m.requestDuration, m.retries, m.invitations)
 	for _, r := range []Result{ResultSuccess, ResultPartial, ResultFailed, ResultHeld, ResultDryRun} {
 		m.runs.WithLabelValues(string(r))
 	}
@@ -197,6 +201,13 @@ func (m *Metrics) trips(trips []GuardTrip) {
 func (m *Metrics) operation(sink string, k OpKind, result string) {
 	if m != nil {
 		m.operations.WithLabelValues(sink, k.String(), result).Inc()
+	}
+}
+
+// invitation counts one invitation idsync delivered itself (channel email).
+func (m *Metrics) invitation(sink, result string) {
+	if m != nil {
+		m.invitations.WithLabelValues(sink, "email", result).Inc()
 	}
 }
 

@@ -78,6 +78,9 @@ type Op struct {
 	// UserID and ProfileRef are the sink's own ids, as far as the snapshot knows them.
 	UserID     string `json:"user_id,omitempty"`
 	ProfileRef string `json:"profile_ref,omitempty"`
+	// Invite asks a create_user for a way in that idsync delivers (the sink has an
+	// Inviter): the engine sets it as it applies the operation.
+	Invite bool `json:"-"`
 }
 
 // String is one line: the kind, the identity and, for updates, the fields changed. It
@@ -120,6 +123,9 @@ type Plan struct {
 	// Managed is how many accounts the snapshot says idsync manages in this sink and
 	// are active: the base of the max_disable_percent guard.
 	Managed int `json:"managed"`
+	// Invites lists the identities with an invitation still to deliver, from an
+	// earlier run, sorted: the run tries them again after its operations.
+	Invites []string `json:"invites,omitempty"`
 }
 
 // Count returns how many operations of kind k the plan holds.

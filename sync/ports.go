@@ -70,6 +70,24 @@ type Outcome struct {
 	ProfileRef string
 	// Adopted is set when a create found an existing account and took it over.
 	Adopted bool
+	// Invite is the way in the sink gave for a new account, when the operation asked
+	// for one (Op.Invite): the engine keeps it until its SinkSpec.Inviter delivers it.
+	Invite *Invite
+}
+
+// Invite is a way in for a new account that idsync delivers itself: Haplo's welcome
+// link, or a link made from a temporary token. Link is a credential: it goes into the
+// snapshot until delivered, into the message, and nowhere else (no log, metric, plan
+// or JSON).
+type Invite struct {
+	Link string `json:"-"`
+	// Expires is when the link stops working; zero when the application does not say.
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// Inviter delivers invitations (an email with the link). Errors must not hold the link.
+type Inviter interface {
+	Invite(ctx context.Context, person Identity, inv Invite) error
 }
 
 // Errors sinks return, for the engine and tests to act on with errors.Is.
@@ -116,6 +134,19 @@ type Entry struct {
 	// LastOp is the last operation applied, and LastOpAt when: for idsync inspect.
 	LastOp   OpKind    `json:"last_op,omitempty"`
 	LastOpAt time.Time `json:"last_op_at,omitzero"`
+	// Invite is an invitation not yet delivered: kept until it is, then erased.
+	Invite *PendingInvite `json:"invite,omitempty"`
+	// InviteLapsed is when an undelivered invitation's link expired: the person needs
+	// their password reset by hand, since idsync never makes a second account for a
+	// new link.
+	InviteLapsed time.Time `json:"invite_lapsed,omitzero"`
+}
+
+// PendingInvite is an invitation waiting for delivery, and its failed attempts.
+type PendingInvite struct {
+	Invite
+	Attempts  int    `json:"attempts,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Clone returns a copy of e that shares nothing writable with it.
@@ -126,11 +157,17 @@ func (e Entry) Clone() Entry {
 	if e.Profile != nil {
 		e.Profile = e.Profile.Clone()
 	}
+	if e.Invite != nil {
+		inv := *e.Invite
+		e.Invite = &inv
+	}
 	return e
 }
 
 // Store keeps the snapshot and the run history. Put is durable when it returns.
 type Store interface {
+	// Entry returns sink's entry for id, and whether there is one.
+	Entry(sink, id string) (Entry, bool, error)
 	// Entries calls fn with every entry of sink, one at a time, and returns fn's
 	// first error. An entry's identities, lists and maps may be reused for the next
 	// one: fn keeps a Clone of what it keeps. fn must not use the store.

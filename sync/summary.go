@@ -47,6 +47,9 @@ type SinkSummary struct {
 	Failed  map[OpKind]int `json:"failed,omitempty"`
 	Skipped map[OpKind]int `json:"skipped,omitempty"` // not attempted: an earlier op failed, or the run was stopped
 	Errors  []OpError      `json:"errors,omitempty"`
+	// Invitations counts this run's invitations by outcome: sent, failed (still
+	// pending, tried again next run), expired (the person needs a manual reset).
+	Invitations map[string]int `json:"invitations,omitempty"`
 }
 
 // OpError is one failed operation, for the history and the report.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/idsync/idsync/internal/mailer"
 	"github.com/idsync/idsync/internal/secret"
 	"net"
 	"os"
@@ -47,6 +48,8 @@ type Config struct {
 	// /metrics, /healthz and /readyz stay open, for Prometheus and probes.
 	StatusToken     string `yaml:"status_token"`
 	StatusTokenFile string `yaml:"status_token_file"`
+	// SMTP is the mail server onboarding emails go through (sinks' onboarding: email).
+	SMTP *mailer.Config `yaml:"smtp"`
 }
 
 // statusToken loads the status page's token: empty when none is configured.
@@ -84,12 +87,44 @@ type SinkConfig struct {
 	// DeleteAfter turns deletes on: an account idsync disabled at least this long
 	// ago is deleted (sinks that can delete only; max_deletes must allow it).
 	DeleteAfter time.Duration `yaml:"delete_after"`
+	// Onboarding is how a new account's person gets in (README "Onboarding").
+	Onboarding *OnboardingConfig `yaml:"onboarding"`
 	// The type section: exactly one (sinks.go lists them).
 	Haplo   *haplo.Config   `yaml:"haplo"`
 	SCIM    *scim.Config    `yaml:"scim"`
 	Descope *descope.Config `yaml:"descope"`
 	Domo    *domo.Config    `yaml:"domo"`
 	ICure   *icure.Config   `yaml:"icure"`
+}
+
+// OnboardingConfig is a sink's onboarding section.
+type OnboardingConfig struct {
+	// Channel is none (the default); native, the application's own invitation (Domo's
+	// sendInvite, Descope's invite); or email: idsync emails the link the sink gives
+	// for a new account (Haplo's welcome link).
+	Channel string `yaml:"channel"`
+	// Application names the application in the message; default the sink's name.
+	Application           string `yaml:"application"`
+	mailer.TemplateConfig `yaml:",inline"`
+	// InviteURL and SendMail are Descope's, for native: the invitation link's base,
+	// and whether Descope emails it (default true).
+	InviteURL string `yaml:"invite_url"`
+	SendMail  *bool  `yaml:"send_mail"`
+}
+
+// applyOnboarding turns onboarding: native into the sink's own settings.
+func (c *Config) applyOnboarding() {
+	for i := range c.Sinks {
+		s := &c.Sinks[i]
+		if s.Onboarding == nil || s.Onboarding.Channel != "native" {
+			continue
+		}
+		for _, k := range s.kinds() {
+			if k.native != nil {
+				k.native(s.Onboarding)
+			}
+		}
+	}
 }
 
 // breakAfter is the sink's circuit breaker threshold.
@@ -195,6 +230,7 @@ func loadConfig(path string, subs *[]substitution) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	cfg.resolvePaths(filepath.Dir(path))
+	cfg.applyOnboarding()
 	return &cfg, nil
 }
 
@@ -206,6 +242,11 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	abs(&c.StatePath)
+	abs(&c.StatusTokenFile)
+	if c.SMTP != nil {
+		abs(&c.SMTP.PasswordFile)
+		abs(&c.SMTP.CAFile)
+	}
 	for _, s := range c.Sources {
 		if s.CSV != nil {
 			abs(&s.CSV.Path)
@@ -220,6 +261,10 @@ func (c *Config) resolvePaths(dir string) {
 			for _, f := range k.files {
 				abs(f)
 			}
+		}
+		if o := s.Onboarding; o != nil {
+			abs(&o.TextFile)
+			abs(&o.HTMLFile)
 		}
 	}
 }
@@ -377,6 +422,30 @@ func (c *Config) Validate() []error {
 		if s.Domo != nil && s.Domo.DisableAction == "delete" && s.DeleteAfter == 0 {
 			bad(path+".delete_after", "required with domo.disable_action: delete: the grace period before a leaver's account is deleted")
 		}
+		if o := s.Onboarding; o != nil {
+			switch o.Channel {
+			case "", "none":
+			case "email":
+				if !k.welcome {
+					bad(path+".onboarding.channel", "email: %s gives idsync no link to send (haplo and icure do; native for the application's own invitations)", k.name)
+				}
+				if c.SMTP == nil {
+					bad(path+".onboarding.channel", "email needs the smtp section")
+				}
+				if s.ICure != nil && s.ICure.InviteLink == "" {
+					bad(path+".icure.invite_link", "required with onboarding: email: the link, with {token}, that the email carries")
+				}
+			case "native":
+				if k.native == nil {
+					bad(path+".onboarding.channel", "native: %s sends no invitations of its own (email, where the sink supports it)", k.name)
+				}
+			default:
+				bad(path+".onboarding.channel", "%q: none or email", o.Channel)
+			}
+		}
+	}
+	if c.SMTP != nil {
+		errs = append(errs, c.SMTP.Validate("smtp")...)
 	}
 	return errs
 }

@@ -297,6 +297,19 @@ func inspectCommand(ctx context.Context, cfg *Config, rec records, args []string
 		if e.LastError != "" {
 			fmt.Fprintf(w, "  last error: %s (on %s; %d failed in a row)\n", e.LastError, e.LastErrorAt.UTC().Format(time.RFC3339), e.Failures)
 		}
+		if inv := e.Invite; inv != nil { // never the link itself
+			fmt.Fprintf(w, "  invitation: not yet delivered, %d attempts", inv.Attempts)
+			if !inv.Expires.IsZero() {
+				fmt.Fprintf(w, "; its link works until %s", inv.Expires.UTC().Format(time.RFC3339))
+			}
+			if inv.LastError != "" {
+				fmt.Fprintf(w, "; last error: %s", inv.LastError)
+			}
+			fmt.Fprintln(w)
+		}
+		if !e.InviteLapsed.IsZero() {
+			fmt.Fprintf(w, "  invitation: its link expired undelivered on %s: reset this person's password by hand\n", e.InviteLapsed.UTC().Format(time.RFC3339))
+		}
 	}
 	runs, err := rec.Runs()
 	if err != nil {

@@ -360,6 +360,10 @@ func build(cfg *Config, metrics *dsync.Metrics, log *slog.Logger) ([]dsync.Sourc
 		errs    []error
 	)
 	base := cfg.Safety.resolve(dsync.DefaultSafety)
+	invite, err := inviters(cfg)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for i, sc := range cfg.Sources {
 		var (
 			src dsync.Source
@@ -395,7 +399,7 @@ func build(cfg *Config, metrics *dsync.Metrics, log *slog.Logger) ([]dsync.Sourc
 		}
 		sinks = append(sinks, dsync.SinkSpec{
 			Name: sc.Name, Sink: sink, Concurrency: sink.Concurrency(), Safety: sc.Safety.resolve(base),
-			BreakAfter: sc.breakAfter(), DeleteAfter: sc.DeleteAfter,
+			BreakAfter: sc.breakAfter(), DeleteAfter: sc.DeleteAfter, Inviter: invite[sc.Name],
 		})
 	}
 	return sources, sinks, errors.Join(errs...)

@@ -141,6 +141,9 @@ func writePlanText(w io.Writer, rep *dsync.Report) error {
 				fmt.Fprintf(w, "    %s: %s\n", h.ID, strings.Join(h.Reason, "; "))
 			}
 		}
+		if len(p.Invites) > 0 {
+			fmt.Fprintf(w, "  invitations not yet delivered, tried again (%d): %s\n", len(p.Invites), strings.Join(p.Invites, ", "))
+		}
 	}
 	printProblemsAndGuards(w, rep)
 	_, err := fmt.Fprintln(w, planSummary(rep))
@@ -203,6 +206,8 @@ type planFileSink struct {
 	Counts     map[string]int `json:"counts"`
 	Operations []planFileOp   `json:"operations"`
 	Held       []dsync.Held   `json:"held"`
+	// Invites are the identities whose invitation the run tries to deliver again.
+	Invites []string `json:"invites"`
 }
 
 type planFileOp struct {
@@ -233,7 +238,7 @@ func newPlanFile(rep *dsync.Report) planFile {
 		f.Guards = []dsync.GuardTrip{}
 	}
 	for _, p := range rep.Plans {
-		s := planFileSink{Sink: p.Sink, Managed: p.Managed, Counts: map[string]int{}, Operations: []planFileOp{}, Held: p.Held}
+		s := planFileSink{Sink: p.Sink, Managed: p.Managed, Counts: map[string]int{}, Operations: []planFileOp{}, Held: p.Held, Invites: list(p.Invites)}
 		if s.Held == nil {
 			s.Held = []dsync.Held{}
 		}

@@ -82,6 +82,10 @@ func printSummary(w io.Writer, rep *dsync.Report) {
 		for _, e := range s.Errors {
 			fmt.Fprintf(w, "  %s %s: %s\n", e.Kind, e.ID, e.Error)
 		}
+		if inv := s.Invitations; len(inv) > 0 {
+			fmt.Fprintf(w, "  invitations: %d sent, %d not delivered (tried again next run), %d expired undelivered (reset those passwords by hand: idsync inspect ID)\n",
+				inv["sent"], inv["failed"], inv["expired"])
+		}
 	}
 	for _, p := range rep.Plans {
 		if len(p.Held) == 0 {

@@ -30,14 +30,19 @@ type sinkKind struct {
 	files []*string
 	// canDelete: the application's API can delete accounts (delete_after is allowed).
 	canDelete bool
-	build     func(obs httpapi.Observer, log *slog.Logger) (appSink, error)
+	// welcome: the sink can give a new account's link for idsync to email
+	// (onboarding: email).
+	welcome bool
+	// native turns on the application's own invitations (onboarding: native).
+	native func(o *OnboardingConfig)
+	build  func(obs httpapi.Observer, log *slog.Logger) (appSink, error)
 }
 
 // kinds returns the type sections that are set; a valid sink has exactly one.
 func (s *SinkConfig) kinds() []sinkKind {
 	var ks []sinkKind
 	if c := s.Haplo; c != nil {
-		ks = append(ks, sinkKind{name: "haplo", validate: c.Validate,
+		ks = append(ks, sinkKind{name: "haplo", validate: c.Validate, welcome: true,
 			files: []*string{&c.UserAPIKeyFile, &c.ImportAPIKeyFile},
 			build: func(obs httpapi.Observer, log *slog.Logger) (appSink, error) { return haplo.New(*c, nil, obs, log) }})
 	}
@@ -48,16 +53,18 @@ func (s *SinkConfig) kinds() []sinkKind {
 	}
 	if c := s.Descope; c != nil {
 		ks = append(ks, sinkKind{name: "descope", validate: c.Validate, canDelete: true,
-			files: []*string{&c.ManagementKeyFile},
-			build: func(obs httpapi.Observer, log *slog.Logger) (appSink, error) { return descope.New(*c, nil, obs, log) }})
+			native: func(o *OnboardingConfig) { c.Invite, c.InviteURL, c.SendMail = true, o.InviteURL, o.SendMail },
+			files:  []*string{&c.ManagementKeyFile},
+			build:  func(obs httpapi.Observer, log *slog.Logger) (appSink, error) { return descope.New(*c, nil, obs, log) }})
 	}
 	if c := s.Domo; c != nil {
 		ks = append(ks, sinkKind{name: "domo", validate: c.Validate, canDelete: true,
-			files: []*string{&c.ClientSecretFile},
-			build: func(obs httpapi.Observer, log *slog.Logger) (appSink, error) { return domo.New(*c, nil, obs, log) }})
+			native: func(*OnboardingConfig) { c.SendInvite = true },
+			files:  []*string{&c.ClientSecretFile},
+			build:  func(obs httpapi.Observer, log *slog.Logger) (appSink, error) { return domo.New(*c, nil, obs, log) }})
 	}
 	if c := s.ICure; c != nil {
-		ks = append(ks, sinkKind{name: "icure", validate: c.Validate, canDelete: true,
+		ks = append(ks, sinkKind{name: "icure", validate: c.Validate, canDelete: true, welcome: true,
 			files: []*string{&c.PasswordFile},
 			build: func(obs httpapi.Observer, log *slog.Logger) (appSink, error) { return icure.New(*c, nil, obs, log) }})
 	}

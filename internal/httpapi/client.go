@@ -97,8 +97,8 @@ type Call struct {
 	Unsafe bool
 }
 
-// Do sends c and decodes a 2xx JSON answer into out (if not nil). A non-2xx answer
-// becomes the error Client.Error builds.
+// Do sends c and decodes a 2xx JSON answer into out (if not nil; a *[]byte gets the
+// answer's bytes undecoded). A non-2xx answer becomes the error Client.Error builds.
 func (cl *Client) Do(ctx context.Context, c Call, out any) error {
 	var payload []byte
 	if c.Body != nil {
@@ -113,6 +113,10 @@ func (cl *Client) Do(ctx context.Context, c Call, out any) error {
 		status, body, header, err := cl.once(ctx, c, payload, buf)
 		if err == nil && status/100 == 2 {
 			if out == nil || len(bytes.TrimSpace(body)) == 0 {
+				return nil
+			}
+			if raw, ok := out.(*[]byte); ok { // the answer as it came
+				*raw = bytes.Clone(body)
 				return nil
 			}
 			if err := json.Unmarshal(body, out); err != nil {

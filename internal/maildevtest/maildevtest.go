@@ -46,6 +46,9 @@ type Options struct {
 	// User and Password, when set, are required (AUTH), which MailDev allows only
 	// with ImplicitTLS.
 	User, Password string
+	// Port, when set, is the SMTP port: a server started again after Stop, on the
+	// port the configuration names.
+	Port int
 }
 
 // Server is a running SMTP server.
@@ -107,7 +110,10 @@ func freePort(tb testing.TB) int {
 func Start(tb testing.TB, opt Options) *Server {
 	tb.Helper()
 	dir := serverDir(tb)
-	s := &Server{Host: "127.0.0.1", Port: freePort(tb)}
+	s := &Server{Host: "127.0.0.1", Port: opt.Port}
+	if s.Port == 0 {
+		s.Port = freePort(tb)
+	}
 	webPort := freePort(tb)
 	s.web = "http://127.0.0.1:" + strconv.Itoa(webPort)
 	args := []string{filepath.Join(dir, "node_modules", "maildev", "bin", "maildev"),

@@ -44,7 +44,12 @@ type Config struct {
 	// VerifiedEmail marks the emails idsync writes as verified. Default false.
 	VerifiedEmail bool `yaml:"verified_email"`
 	// Invite makes Descope invite each new user (status "invited"). Default false.
+	// The README's onboarding: native sets it.
 	Invite bool `yaml:"invite"`
+	// InviteURL is the base of the invitation's link (Descope's inviteUrl), and
+	// SendMail whether Descope emails it (default true), with invite.
+	InviteURL string `yaml:"invite_url"`
+	SendMail  *bool  `yaml:"send_mail"`
 	// BatchCreate gathers concurrent creates into one create/batch request of up to
 	// BatchSize users, waiting at most BatchWait for more to arrive. Defaults true, 50
 	// and 20ms. batch_size 1 sends every create alone.

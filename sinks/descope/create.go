@@ -21,6 +21,8 @@ type createBody struct {
 	CustomAttributes map[string]any `json:"customAttributes,omitempty"`
 	VerifiedEmail    bool           `json:"verifiedEmail,omitempty"`
 	Invite           bool           `json:"invite,omitempty"`
+	InviteURL        string         `json:"inviteUrl,omitempty"`
+	SendMail         *bool          `json:"sendMail,omitempty"`
 }
 
 func (s *Sink) createBody(op *dsync.Op) createBody {
@@ -29,6 +31,9 @@ func (s *Sink) createBody(op *dsync.Op) createBody {
 	b := createBody{LoginID: s.loginID(w), Email: w.Email, DisplayName: w.DisplayName, GivenName: w.FirstName,
 		FamilyName: w.LastName, RoleNames: g.roleList(), UserTenants: g.tenantList(),
 		VerifiedEmail: s.cfg.VerifiedEmail && w.Email != "", Invite: s.cfg.Invite}
+	if s.cfg.Invite {
+		b.InviteURL, b.SendMail = s.cfg.InviteURL, s.cfg.SendMail
+	}
 	b.CustomAttributes = s.wantAttributes(w)
 	if s.cfg.IDAttribute != "" {
 		if b.CustomAttributes == nil {
@@ -242,9 +247,14 @@ func (s *Sink) sendBatch(ctx context.Context, items []*batchItem) []batchResult 
 		return res
 	}
 	body := struct {
-		Users  []createBody `json:"users"`
-		Invite bool         `json:"invite,omitempty"`
+		Users     []createBody `json:"users"`
+		Invite    bool         `json:"invite,omitempty"`
+		InviteURL string       `json:"inviteUrl,omitempty"`
+		SendMail  *bool        `json:"sendMail,omitempty"`
 	}{Invite: s.cfg.Invite}
+	if s.cfg.Invite {
+		body.InviteURL, body.SendMail = s.cfg.InviteURL, s.cfg.SendMail
+	}
 	byLogin := make(map[string]int, len(items))
 	for i, it := range items {
 		body.Users = append(body.Users, it.body)

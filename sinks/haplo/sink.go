@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/idsync/idsync/internal/httpapi"
 	"github.com/idsync/idsync/internal/secret"
@@ -281,7 +282,12 @@ type createdAnswer struct {
 	User struct {
 		ID int `json:"id"`
 	} `json:"user"`
+	// WelcomeLink is there when asked for (welcomeLink=1): a credential.
+	WelcomeLink string `json:"welcomeLink"`
 }
+
+// welcomeValidity is how long Haplo's welcome links work (NEW_USER_WELCOME_LINK_VALIDITY).
+const welcomeValidity = 12 * 24 * time.Hour
 
 // createUser creates the account linked to the profile. When Haplo says the email or
 // username is taken, it looks for the account and adopts it if it may.
@@ -293,9 +299,18 @@ func (s *Sink) createUser(ctx context.Context, op dsync.Op) (dsync.Outcome, erro
 		DirectGroupMembership: s.groups(w),
 	}
 	var a createdAnswer
-	err := s.cl.do(ctx, call{endpoint: "user.create", method: http.MethodPost, path: "/api/v0-user/create", auth: s.cl.userAuth, body: &body}, &a)
+	path := "/api/v0-user/create"
+	if op.Invite { // a welcome link, which idsync delivers (onboarding: email)
+		path += "?welcomeLink=1"
+	}
+	asked := time.Now()
+	err := s.cl.do(ctx, call{endpoint: "user.create", method: http.MethodPost, path: path, auth: s.cl.userAuth, body: &body}, &a)
 	if err == nil {
-		return dsync.Outcome{UserID: strconv.Itoa(a.User.ID)}, nil
+		out := dsync.Outcome{UserID: strconv.Itoa(a.User.ID)}
+		if op.Invite && a.WelcomeLink != "" {
+			out.Invite = &dsync.Invite{Link: a.WelcomeLink, Expires: asked.Add(welcomeValidity)}
+		}
+		return out, nil
 	}
 	if !errors.Is(err, dsync.ErrExists) {
 		return dsync.Outcome{}, err
@@ -313,6 +328,11 @@ func (s *Sink) createUser(ctx context.Context, op dsync.Op) (dsync.Outcome, erro
 	ours := u.Tags[s.cfg.IDTag] == w.ID
 	if err := s.converge(ctx, u, op); err != nil {
 		return dsync.Outcome{}, fmt.Errorf("adopt user %d: %w", u.ID, err)
+	}
+	if op.Invite && ours {
+		// Made by a create whose answer, and welcome link, were lost: Haplo gives a
+		// link only with the create, and idsync never makes a second account for one.
+		s.log.Warn("the account was made but its welcome link was lost: reset this person's password by hand", "id", w.ID, "user_id", u.ID)
 	}
 	return dsync.Outcome{UserID: strconv.Itoa(u.ID), Adopted: !ours}, nil
 }

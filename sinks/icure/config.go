@@ -2,7 +2,9 @@ package icure
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
+	"time"
 
 	"github.com/idsync/idsync/internal/httpapi"
 )
@@ -34,6 +36,13 @@ type Config struct {
 	// healthcarePartyId: the iCure data owner the user acts as.
 	PatientIDAttribute         string `yaml:"patient_id_attribute"`
 	HealthcarePartyIDAttribute string `yaml:"healthcare_party_id_attribute"`
+	// InviteLink is the link a new user's welcome email carries (onboarding: email):
+	// {token} and {user_id} are replaced by a temporary token idsync asks iCure for
+	// and the user's id, as the application's login page expects them.
+	InviteLink string `yaml:"invite_link"`
+	// InviteValidity is how long that token works; default 48h, as iCure's SDK's
+	// createAndInviteUser.
+	InviteValidity time.Duration `yaml:"invite_validity"`
 	// Concurrency, timeout, retries, rate limit and plain http. No rate limit is
 	// documented for iCure: none is set by default, and 429s are honoured.
 	httpapi.Settings `yaml:",inline"`
@@ -82,11 +91,22 @@ func (c *Config) Validate(path string) []error {
 			bad(a.key, "%q: an attribute name without spaces around it", a.v)
 		}
 	}
+	if c.InviteLink != "" {
+		if u, err := url.Parse(c.InviteLink); err != nil || u.Scheme != "https" && u.Scheme != "http" || !strings.Contains(c.InviteLink, "{token}") {
+			bad("invite_link", "%q: an http(s) URL with {token} in it", c.InviteLink)
+		}
+	}
+	if c.InviteValidity < 0 {
+		bad("invite_validity", "must be positive")
+	}
 	errs = append(errs, c.Settings.Validate(path)...)
 	return errs
 }
 
 func (c *Config) setDefaults() {
+	if c.InviteValidity == 0 {
+		c.InviteValidity = 48 * time.Hour
+	}
 	if c.Auth == "" {
 		c.Auth = "basic"
 	}

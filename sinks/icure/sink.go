@@ -47,6 +47,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/idsync/idsync/internal/httpapi"
 	"github.com/idsync/idsync/internal/secret"
@@ -139,6 +140,39 @@ func (s *Sink) Apply(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
 	if err != nil {
 		return out, fmt.Errorf("icure: %s %s: %w", op.Kind, op.ID, err)
 	}
+	return out, nil
+}
+
+// inviteKey names idsync's token on an account: one token per key, so a new
+// invitation replaces the last.
+const inviteKey = "idsync-welcome"
+
+// invited adds to out, when op asks for an invitation, a link made from a temporary
+// token (POST /token/{userId}/{key}), as iCure's createAndInviteUser does: the account
+// first, then the token, then (the engine) the email.
+func (s *Sink) invited(ctx context.Context, op dsync.Op, out dsync.Outcome) (dsync.Outcome, error) {
+	if !op.Invite || s.cfg.InviteLink == "" {
+		return out, nil
+	}
+	asked := time.Now()
+	path := fmt.Sprintf("%s/token/%s/%s?tokenValidity=%d", userPath, url.PathEscape(out.UserID), inviteKey, int64(s.cfg.InviteValidity.Seconds()))
+	var raw []byte
+	if err := s.do(ctx, "user.token", http.MethodPost, path, nil, &raw); err != nil {
+		// The account exists: the error says so, and the next run (create meets its
+		// own account) asks again.
+		return dsync.Outcome{}, fmt.Errorf("user %s made, its invitation token refused: %w", out.UserID, err)
+	}
+	token := strings.TrimSpace(string(raw))
+	if strings.HasPrefix(token, `"`) { // a JSON string, as some iCure versions answer
+		if err := json.Unmarshal(raw, &token); err != nil {
+			return dsync.Outcome{}, fmt.Errorf("user %s: the token's answer is not a string", out.UserID)
+		}
+	}
+	if token == "" {
+		return dsync.Outcome{}, fmt.Errorf("user %s: an empty token", out.UserID)
+	}
+	link := strings.NewReplacer("{token}", url.QueryEscape(token), "{user_id}", url.QueryEscape(out.UserID)).Replace(s.cfg.InviteLink)
+	out.Invite = &dsync.Invite{Link: link, Expires: asked.Add(s.cfg.InviteValidity)}
 	return out, nil
 }
 
@@ -310,7 +344,7 @@ func (s *Sink) create(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
 	// Not Unsafe: a repeated create meets the id or the email the first one took.
 	err := s.do(ctx, "user.create", http.MethodPost, userPath, body, nil)
 	if err == nil {
-		return dsync.Outcome{UserID: id}, nil
+		return s.invited(ctx, op, dsync.Outcome{UserID: id})
 	}
 	field, dup := asDuplicate(err)
 	if !dup && !hasStatus(err, http.StatusConflict) {
@@ -333,7 +367,10 @@ func (s *Sink) create(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
 		if err := s.converge(ctx, id, own, w); err != nil {
 			return dsync.Outcome{}, err
 		}
-		return dsync.Outcome{UserID: id}, nil
+		// idsync's own account, which the snapshot does not know: whether its person
+		// was ever invited is not known either, so they are (again; a new token
+		// replaces the old).
+		return s.invited(ctx, op, dsync.Outcome{UserID: id})
 	case !errors.Is(rerr, dsync.ErrNotFound):
 		return dsync.Outcome{}, rerr
 	}

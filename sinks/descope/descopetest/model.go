@@ -25,7 +25,11 @@ type User struct {
 	RoleNames []string
 	Tenants   []Tenant
 	// Status is enabled, disabled or invited.
-	Status           string
+	Status string
+	// InviteURL and InviteMail are the invitation's, for an invited user: the link's
+	// base, and whether Descope emailed it (sendMail, true unless false).
+	InviteURL        string
+	InviteMail       bool
 	CustomAttributes map[string]any
 	SSOAppIDs        []string
 	Test             bool
@@ -161,6 +165,8 @@ type userBody struct {
 	VerifiedEmail         *bool              `json:"verifiedEmail"`
 	VerifiedPhone         *bool              `json:"verifiedPhone"`
 	Invite                *bool              `json:"invite"`
+	InviteURL             *string            `json:"inviteUrl"`
+	SendMail              *bool              `json:"sendMail"`
 	Status                *string            `json:"status"`
 	Test                  *bool              `json:"test"`
 	TemplateOptions       *map[string]string `json:"templateOptions"`

@@ -97,7 +97,7 @@ var statuses = []string{"enabled", "disabled", "invited"}
 // newUser builds the user a create body asks for, without storing it. taken holds
 // the lowercased loginIds already claimed by earlier users of the same batch. s.mu is
 // held.
-func (s *Server) newUser(b *userBody, invite bool, taken map[string]bool) (*User, *reqError) {
+func (s *Server) newUser(b *userBody, invite *inviteOptions, taken map[string]bool) (*User, *reqError) {
 	login := strings.TrimSpace(str(b.LoginID))
 	if login == "" {
 		return nil, missing("loginId")
@@ -131,8 +131,10 @@ func (s *Server) newUser(b *userBody, invite bool, taken map[string]bool) (*User
 			return nil, invalid("status %q: enabled, disabled or invited", *b.Status)
 		}
 		u.Status = *b.Status
-	case invite || b.Invite != nil && *b.Invite:
-		u.Status = "invited"
+	case invite != nil && invite.Invite:
+		u.Status, u.InviteURL, u.InviteMail = "invited", invite.InviteURL, invite.SendMail == nil || *invite.SendMail
+	case b.Invite != nil && *b.Invite:
+		u.Status, u.InviteURL, u.InviteMail = "invited", str(b.InviteURL), b.SendMail == nil || *b.SendMail
 	}
 	if e := checkEmail(u.Email); e != nil {
 		return nil, e
@@ -144,6 +146,13 @@ func (s *Server) newUser(b *userBody, invite bool, taken map[string]bool) (*User
 		return nil, e
 	}
 	return u, nil
+}
+
+// inviteOptions are a batch create's invitation fields, for all its users.
+type inviteOptions struct {
+	Invite    bool   `json:"invite"`
+	InviteURL string `json:"inviteUrl"`
+	SendMail  *bool  `json:"sendMail"`
 }
 
 func dropNulls(m map[string]any) map[string]any {
@@ -161,7 +170,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, _ *http.Request, body []byt
 	if !decode(w, body, &b) {
 		return
 	}
-	u, e := s.newUser(&b, false, nil)
+	u, e := s.newUser(&b, nil, nil)
 	if e != nil {
 		e.write(w)
 		return
@@ -174,8 +183,8 @@ func (s *Server) handleCreate(w http.ResponseWriter, _ *http.Request, body []byt
 // Options.BatchAllOrNothing, creates none when one fails.
 func (s *Server) handleBatch(w http.ResponseWriter, _ *http.Request, body []byte) {
 	var b struct {
-		Users  []userBody `json:"users"`
-		Invite bool       `json:"invite"`
+		Users []userBody `json:"users"`
+		inviteOptions
 	}
 	if !decode(w, body, &b) {
 		return
@@ -196,7 +205,7 @@ func (s *Server) handleBatch(w http.ResponseWriter, _ *http.Request, body []byte
 	taken := map[string]bool{}
 	var made []*User
 	for i := range b.Users {
-		u, e := s.newUser(&b.Users[i], b.Invite, taken)
+		u, e := s.newUser(&b.Users[i], &b.inviteOptions, taken)
 		if e != nil {
 			if s.opt.BatchAllOrNothing {
 				e.write(w)

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -115,14 +116,16 @@ type Server struct {
 	model       map[string]*destination // the haplo:person data-import model
 	prepared    *prepared               // the control file's instructions for model, once a push needed them
 	keyFailures map[string][]time.Time  // failed key look-ups by client IP
-	faults      Faults
-	failNext    int
-	loseNext    int    // see LoseNext
-	loseLabel   string // "" for any endpoint
-	failStatus  int
-	rng         *rand.Rand
-	url         string
-	now         func() time.Time
+	// welcomeLinks are the links user.create gave (welcomeLink=1), by user id.
+	welcomeLinks map[int]string
+	faults       Faults
+	failNext     int
+	loseNext     int    // see LoseNext
+	loseLabel    string // "" for any endpoint
+	failStatus   int
+	rng          *rand.Rand
+	url          string
+	now          func() time.Time
 }
 
 const (
@@ -157,18 +160,19 @@ func New(opt Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opt:         opt,
-		control:     control,
-		principals:  map[int]*principal{},
-		index:       map[string]map[int]*principal{},
-		nextID:      100,
-		objects:     map[int64]*object{},
-		behaviours:  map[string]map[int64]bool{},
-		model:       newPersonModel(opt.PersonHasBehaviour),
-		nextObject:  firstObjectID,
-		keyFailures: map[string][]time.Time{},
-		rng:         rand.New(rand.NewPCG(uint64(opt.Seed), 0x68706c6f)),
-		now:         time.Now,
+		opt:          opt,
+		control:      control,
+		principals:   map[int]*principal{},
+		index:        map[string]map[int]*principal{},
+		nextID:       100,
+		objects:      map[int64]*object{},
+		behaviours:   map[string]map[int64]bool{},
+		model:        newPersonModel(opt.PersonHasBehaviour),
+		nextObject:   firstObjectID,
+		keyFailures:  map[string][]time.Time{},
+		welcomeLinks: map[int]string{},
+		rng:          rand.New(rand.NewPCG(uint64(opt.Seed), 0x68706c6f)),
+		now:          time.Now,
 	}
 	s.SetLatency(opt.Latency)
 	s.principals[groupEveryone] = &principal{id: groupEveryone, isGroup: true, code: codeEveryone, name: "Everyone"}
@@ -355,6 +359,13 @@ func (s *Server) SetFaults(f Faults) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = f
+}
+
+// WelcomeLinks returns the welcome links user.create gave, by user id.
+func (s *Server) WelcomeLinks() map[int]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.welcomeLinks)
 }
 
 // FailNext makes the next n requests fail with status before they have any

@@ -249,6 +249,7 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request, c *cal
 	fields := []field{{"user", s.details(p)}}
 	if welcome != 0 {
 		link := fmt.Sprintf("https://%s/do/authentication/welcome/%d-%s", r.Host, p.id, rand.Text())
+		s.welcomeLinks[p.id] = link
 		fields = append([]field{{"welcomeLink", link}}, fields...)
 	}
 	writeSuccess(w, "haplo:api-v0:user:create", fields...)
