@@ -110,12 +110,18 @@ type OnboardingConfig struct {
 	// and whether Descope emails it (default true).
 	InviteURL string `yaml:"invite_url"`
 	SendMail  *bool  `yaml:"send_mail"`
+	// InviteAdopted also invites the people of accounts idsync adopts rather than
+	// makes: iCure only (a new token); Haplo gives a link only with a create.
+	InviteAdopted bool `yaml:"invite_adopted"`
 }
 
 // applyOnboarding turns onboarding: native into the sink's own settings.
 func (c *Config) applyOnboarding() {
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
+		if s.Onboarding != nil && s.Onboarding.InviteAdopted && s.ICure != nil {
+			s.ICure.InviteAdopted = true
+		}
 		if s.Onboarding == nil || s.Onboarding.Channel != "native" {
 			continue
 		}
@@ -440,7 +446,10 @@ func (c *Config) Validate() []error {
 					bad(path+".onboarding.channel", "native: %s sends no invitations of its own (email, where the sink supports it)", k.name)
 				}
 			default:
-				bad(path+".onboarding.channel", "%q: none or email", o.Channel)
+				bad(path+".onboarding.channel", "%q: none, native or email", o.Channel)
+			}
+			if o.InviteAdopted && (s.ICure == nil || o.Channel != "email") {
+				bad(path+".onboarding.invite_adopted", "only iCure, by email, can invite the person of an account idsync did not make (a new token)")
 			}
 		}
 	}

@@ -298,3 +298,31 @@ func noLinksIn(t *testing.T, out string, ic *icuretest.Server, key string) {
 		}
 	}
 }
+
+// TestOnboardingAdopted: an account idsync adopts (found by email, made by someone
+// else) gets no invitation, unless invite_adopted says so (iCure: a new token).
+func TestOnboardingAdopted(t *testing.T) {
+	for _, inviteAdopted := range []bool{false, true} {
+		t.Run(fmt.Sprint("invite_adopted=", inviteAdopted), func(t *testing.T) {
+			smtp := maildevtest.Start(t, maildevtest.Options{})
+			ic := icuretest.Start(t, icuretest.Options{})
+			if _, err := ic.AddUser(icuretest.User{ID: "existing-account", Login: "user00000@example.org", Email: "user00000@example.org", Status: "ACTIVE"}); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("TEST_ICURE_PASSWORD", ic.Password())
+			e := newEnv(t, 3, fmt.Sprintf(`  - name: ehr
+    onboarding: {channel: email, invite_adopted: %t}
+    icure: {url: %s, username: %s, password: "${TEST_ICURE_PASSWORD}", invite_link: "https://p.example.org/w?t={token}"}
+smtp: {host: 127.0.0.1, port: %d, tls: none, from: noreply@example.org}
+`, inviteAdopted, ic.URL, ic.Username(), smtp.Port))
+			e.mustRun(exitOK, "--once")
+			got := map[string]bool{}
+			for _, m := range smtp.Emails(t) {
+				got[m.To[0].Address] = true
+			}
+			if !got["user00001@example.org"] || !got["user00002@example.org"] || got["user00000@example.org"] != inviteAdopted {
+				t.Errorf("emails to %v; the adopted account's person invited: %v, want %v", got, got["user00000@example.org"], inviteAdopted)
+			}
+		})
+	}
+}

@@ -43,6 +43,9 @@ type Config struct {
 	// InviteValidity is how long that token works; default 48h, as iCure's SDK's
 	// createAndInviteUser.
 	InviteValidity time.Duration `yaml:"invite_validity"`
+	// InviteAdopted also invites the people whose existing accounts idsync adopts
+	// (onboarding's invite_adopted sets it).
+	InviteAdopted bool `yaml:"-"`
 	// Concurrency, timeout, retries, rate limit and plain http. No rate limit is
 	// documented for iCure: none is set by default, and 429s are honoured.
 	httpapi.Settings `yaml:",inline"`

@@ -387,7 +387,11 @@ func (s *Sink) create(ctx context.Context, op dsync.Op) (dsync.Outcome, error) {
 	if err := s.converge(ctx, found.str("id"), found, w); err != nil {
 		return dsync.Outcome{}, fmt.Errorf("adopt user %s: %w", found.str("id"), err)
 	}
-	return dsync.Outcome{UserID: found.str("id"), Adopted: true}, nil
+	out := dsync.Outcome{UserID: found.str("id"), Adopted: true}
+	if !s.cfg.InviteAdopted {
+		return out, nil // someone made this account, and let its person in
+	}
+	return s.invited(ctx, op, out)
 }
 
 // asDuplicate returns the field of a duplicate answer.
