@@ -41,6 +41,25 @@ func checkReceived(t *testing.T, got maildevtest.Email, want Message, from strin
 	}
 }
 
+// sendOne sends message() with cfg and checks srv received it whole, from from.
+func sendOne(t *testing.T, cfg Config, srv *maildevtest.Server, from string) (*Mailer, []maildevtest.Email) {
+	t.Helper()
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := message()
+	if err := m.Send(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	got := srv.Emails(t)
+	if len(got) != 1 {
+		t.Fatalf("%d emails received, want 1", len(got))
+	}
+	checkReceived(t, got[0], msg, from)
+	return m, got
+}
+
 // TestSendMailDev: plain SMTP to a relay on loopback, and implicit TLS with AUTH, to
 // MailDev; the message arrives whole, both parts, non-ASCII names and subject intact.
 func TestSendMailDev(t *testing.T) {
@@ -63,19 +82,7 @@ func TestSendMailDev(t *testing.T) {
 	}} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := maildevtest.Start(t, tt.opt)
-			m, err := New(tt.cfg(srv))
-			if err != nil {
-				t.Fatal(err)
-			}
-			msg := message()
-			if err := m.Send(t.Context(), msg); err != nil {
-				t.Fatal(err)
-			}
-			got := srv.Emails(t)
-			if len(got) != 1 {
-				t.Fatalf("%d emails received, want 1", len(got))
-			}
-			checkReceived(t, got[0], msg, `"idsync" <noreply@example.org>`)
+			_, got := sendOne(t, tt.cfg(srv), srv, `"idsync" <noreply@example.org>`)
 			if got[0].EnvelopeFrom != "noreply@example.org" || len(got[0].EnvelopeTo) != 1 || got[0].EnvelopeTo[0] != "zoe@example.org" {
 				t.Errorf("envelope from %q to %v", got[0].EnvelopeFrom, got[0].EnvelopeTo)
 			}
@@ -89,19 +96,8 @@ func TestSendMailDev(t *testing.T) {
 func TestSendSTARTTLS(t *testing.T) {
 	srv := maildevtest.StartSTARTTLS(t, "idsync", "s3cret")
 	cfg := Config{Host: srv.Host, Port: srv.Port, CAFile: srv.CAFile, Username: "idsync", Password: "s3cret", From: "noreply@example.org"}
-	m, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, got := sendOne(t, cfg, srv, "<noreply@example.org>")
 	msg := message()
-	if err := m.Send(t.Context(), msg); err != nil {
-		t.Fatal(err)
-	}
-	got := srv.Emails(t)
-	if len(got) != 1 {
-		t.Fatalf("%d emails received, want 1", len(got))
-	}
-	checkReceived(t, got[0], msg, "<noreply@example.org>")
 	if got[0].Headers["mime-version"] != "1.0" || got[0].Headers["message-id"] == "" || got[0].Headers["date"] == "" {
 		t.Errorf("headers %v", got[0].Headers)
 	}
@@ -110,7 +106,7 @@ func TestSendSTARTTLS(t *testing.T) {
 	wrong := cfg
 	wrong.Password = "nope"
 	mw, _ := New(wrong)
-	err = mw.Send(t.Context(), msg)
+	err := mw.Send(t.Context(), msg)
 	if err == nil || !strings.Contains(err.Error(), "AUTH as idsync") || strings.Contains(err.Error(), secretLink) {
 		t.Errorf("wrong password: %v", err)
 	}
