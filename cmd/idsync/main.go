@@ -64,6 +64,17 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	var f flags
 	fs := flag.NewFlagSet("idsync", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage:
+  idsync [flags]                  run as a service: a run at start, then on the schedule
+  idsync --once [flags]           one run (--dry-run, --check: plan only; --apply-plan FILE)
+  idsync [flags] history          the runs kept
+  idsync [flags] show RUN         one run: what it planned, applied and failed, by person
+  idsync [flags] inspect ID       one person: the sources' view, the snapshot, the last operation and error
+flags:
+`)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&f.config, "config", "./config.yaml", "YAML configuration `file`")
 	fs.BoolVar(&f.once, "once", false, "run once, then exit")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "read and plan, print the plan, change nothing")
