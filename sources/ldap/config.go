@@ -51,6 +51,11 @@ type Config struct {
 	// FullEvery (default 24h), since only a full read shows who left. See delta.go.
 	Incremental bool          `yaml:"incremental"`
 	FullEvery   time.Duration `yaml:"full_every"`
+	// IncrementalBy is what a delta is read by: modifyTimestamp (the default) or
+	// uSNChanged, Active Directory's update sequence number: exact where a timestamp
+	// needs an overlap, but a counter of one DC's own, so the mark names the DC
+	// (dsServiceName and invocationId) and a read from another DC is a full one.
+	IncrementalBy string `yaml:"incremental_by"`
 	// Referrals is what to do with search continuation references (an Active
 	// Directory searched from the domain root returns them for its other
 	// partitions): "fail" (the default: the read is not complete) or "skip".
@@ -94,7 +99,15 @@ type GroupSearch struct {
 	Filter string `yaml:"filter"` // default (|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))
 	Scope  string `yaml:"scope"`
 	// MemberAttribute is member (default), uniqueMember (DNs) or memberUid (usernames).
+	// Active Directory gives a large group's member values in ranges
+	// (member;range=0-1499); they are read whole.
 	MemberAttribute string `yaml:"member_attribute"`
+	// Nested (Active Directory only) counts the members of the groups a group holds,
+	// to any depth: instead of reading each group's member values, idsync searches the
+	// people (each of searches, its filter and) (memberOf:1.2.840.113556.1.4.1941:=<group
+	// DN>), LDAP_MATCHING_RULE_IN_CHAIN, which the DC resolves. One search per group
+	// found: keep the group filter to the groups the sinks use.
+	Nested bool `yaml:"nested"`
 }
 
 // Active says how to tell an active person from one who left.
@@ -208,6 +221,10 @@ func (c *Config) Validate(path string) []error {
 		bad("full_every", "must be positive")
 	case c.FullEvery > 0 && !c.Incremental:
 		bad("full_every", "is for incremental: true")
+	case c.IncrementalBy != "" && !c.Incremental:
+		bad("incremental_by", "is for incremental: true")
+	case c.IncrementalBy != "" && c.IncrementalBy != stampAttribute && c.IncrementalBy != usnAttribute:
+		bad("incremental_by", "%q: %s or %s", c.IncrementalBy, stampAttribute, usnAttribute)
 	case c.Incremental && c.Groups.Search != nil:
 		bad("incremental", "groups from a group search cannot be read incrementally: a person taken out of a group is not a change to the person's entry (use groups.member_of, or full reads)")
 	}
@@ -229,6 +246,9 @@ func (c *Config) Validate(path string) []error {
 		case "member", "uniquemember", "memberuid":
 		default:
 			bad("groups.search.member_attribute", "%q: member, uniqueMember or memberUid", g.MemberAttribute)
+		}
+		if g.Nested && !strings.EqualFold(g.MemberAttribute, "member") {
+			bad("groups.search.nested", "resolves Active Directory's member values (memberOf in chain), not %s", g.MemberAttribute)
 		}
 	}
 	if c.Groups.MemberOf != "" && c.Groups.Search != nil {

@@ -5,7 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/go-ldap/ldap/v3"
 
 	dsync "github.com/idsync/idsync/sync"
 )
@@ -26,15 +32,26 @@ import (
 // (searches, attributes, groups, active: another query finds other people), and every
 // full_every: only a full read shows who was deleted or moved out of the search bases,
 // or whose accountExpires passed without a change to the entry.
+//
+// With incremental_by: uSNChanged (Active Directory), the mark is the DC's
+// highestCommittedUSN read from its rootDSE before the searches, plus one: every
+// change committed after that point has a uSNChanged at or past it, so no overlap is
+// needed. Update sequence numbers are one DC's own (each DC counts the changes it
+// commits, replicated ones included), so the mark's Server is the DC's identity,
+// its dsServiceName and invocationId, not the URL: another DC behind the same name,
+// or one restored from a backup (which gets a new invocationId), gives a full read.
 
-// stampAttribute is the operational attribute the mark is made of.
+// stampAttribute is the operational attribute the mark is made of by default.
 const stampAttribute = "modifyTimestamp"
+
+// usnAttribute is the one incremental_by: uSNChanged reads by.
+const usnAttribute = "uSNChanged"
 
 // mark is what an incremental source keeps of its last read, in the run history.
 type mark struct {
 	Server string    `json:"server"`
 	Query  string    `json:"query"`
-	Since  string    `json:"since,omitempty"` // generalized time, for the filter
+	Since  string    `json:"since,omitempty"` // generalized time, or a USN, for the filter
 	FullAt time.Time `json:"full_at"`
 }
 
@@ -51,8 +68,13 @@ func (s *Source) ReadDelta(ctx context.Context, prev []byte) (dsync.Delta, error
 	}
 	query := s.query()
 	start := s.now()
+	byUSN := s.cfg.IncrementalBy == usnAttribute
+	stamp, attr := stampAttribute, stampAttribute
+	if byUSN {
+		stamp, attr = "", usnAttribute // the mark comes from the rootDSE, not the entries
+	}
 	var why string // why this is a full read; empty for a delta
-	r, err := s.read(ctx, stampAttribute, func(server string) string {
+	r, err := s.read(ctx, stamp, func(server string) string {
 		switch {
 		case last.Since == "":
 			why = "no mark of a previous read"
@@ -63,7 +85,7 @@ func (s *Source) ReadDelta(ctx context.Context, prev []byte) (dsync.Delta, error
 		case !start.Before(last.FullAt.Add(s.cfg.FullEvery)):
 			why = "full_every has passed since the last full read"
 		default:
-			return "(" + stampAttribute + ">=" + last.Since + ")"
+			return "(" + attr + ">=" + last.Since + ")"
 		}
 		return ""
 	})
@@ -76,7 +98,9 @@ func (s *Source) ReadDelta(ctx context.Context, prev []byte) (dsync.Delta, error
 		next.FullAt = start
 		s.log.Info("full read", "source", s.name, "why", why)
 	}
-	if !r.newest.IsZero() {
+	if byUSN {
+		next.Since = strconv.FormatInt(r.usn+1, 10)
+	} else if !r.newest.IsZero() {
 		overlap := s.now().Sub(start) + s.overlap
 		next.Since = r.newest.Add(-overlap).UTC().Format("20060102150405Z")
 	} else if full {
@@ -95,13 +119,18 @@ func (s *Source) ReadDelta(ctx context.Context, prev []byte) (dsync.Delta, error
 // no base for a delta.
 func (s *Source) query() string {
 	c := s.cfg
+	by := c.IncrementalBy
+	if by == stampAttribute {
+		by = "" // the default: marks made before incremental_by existed stay good
+	}
 	b, _ := json.Marshal(struct {
 		Searches          []Search
 		Attributes        Attributes
 		ProfileAttributes map[string]string
 		Groups            Groups
 		Active            Active
-	}{c.Searches, c.Attributes, c.ProfileAttributes, c.Groups, c.Active})
+		IncrementalBy     string `json:",omitempty"`
+	}{c.Searches, c.Attributes, c.ProfileAttributes, c.Groups, c.Active, by})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }
@@ -110,4 +139,34 @@ func (s *Source) query() string {
 // 20261123170000.0Z (Go accepts the fraction after the seconds when parsing).
 func parseTime(v string) (time.Time, error) {
 	return time.Parse("20060102150405Z0700", v)
+}
+
+// dcIdentity reads which DC the connection reached and its highestCommittedUSN, from
+// the rootDSE and the DC's NTDS Settings object: the identity is
+// "<dsServiceName> invocationId=<GUID>".
+func (s *Source) dcIdentity(conn *conn) (string, int64, error) {
+	var service, usn string
+	err := s.search(conn, "", "(objectClass=*)", "base", []string{"dsServiceName", "highestCommittedUSN"}, func(e *ldap.Entry) {
+		service, usn = strings.Clone(first(e, "dsServiceName")), first(e, "highestCommittedUSN")
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("read the rootDSE: %w", err)
+	}
+	n, err := strconv.ParseInt(usn, 10, 64)
+	if service == "" || err != nil {
+		return "", 0, errors.New("the rootDSE has no dsServiceName or highestCommittedUSN: incremental_by: uSNChanged needs Active Directory")
+	}
+	var invocation string
+	err = s.search(conn, service, "(objectClass=*)", "base", []string{"invocationId"}, func(e *ldap.Entry) {
+		if v := values(e, "invocationId"); v != nil && len(v.ByteValues) == 1 && len(v.ByteValues[0]) == 16 {
+			invocation = guidString(v.ByteValues[0])
+		}
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("read %s: %w", service, err)
+	}
+	if invocation == "" {
+		return "", 0, fmt.Errorf("%s has no invocationId", service)
+	}
+	return service + " invocationId=" + invocation, n, nil
 }

@@ -184,6 +184,13 @@ func TestValidate(t *testing.T) {
 		{"bad referrals", func(c *Config) { c.Referrals = "follow" }, "fail or skip"},
 		{"incremental", func(c *Config) { c.Incremental, c.FullEvery = true, time.Hour }, ""},
 		{"full_every alone", func(c *Config) { c.FullEvery = time.Hour }, "full_every: is for incremental: true"},
+		{"incremental by USN", func(c *Config) { c.Incremental, c.IncrementalBy = true, "uSNChanged" }, ""},
+		{"incremental_by alone", func(c *Config) { c.IncrementalBy = "uSNChanged" }, "incremental_by: is for incremental: true"},
+		{"bad incremental_by", func(c *Config) { c.Incremental, c.IncrementalBy = true, "whenChanged" }, `incremental_by: "whenChanged": modifyTimestamp or uSNChanged`},
+		{"nested groups", func(c *Config) { c.Groups.Search = &GroupSearch{BaseDN: "ou=g,dc=x", Nested: true} }, ""},
+		{"nested groups by memberUid", func(c *Config) {
+			c.Groups.Search = &GroupSearch{BaseDN: "ou=g,dc=x", Nested: true, MemberAttribute: "memberUid"}
+		}, "groups.search.nested: resolves Active Directory's member values"},
 		{"incremental with a group search", func(c *Config) {
 			c.Incremental, c.Groups.Search = true, &GroupSearch{BaseDN: "ou=g,dc=x"}
 		}, "ldap.incremental: groups from a group search cannot be read incrementally"},

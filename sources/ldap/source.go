@@ -34,6 +34,11 @@ type Source struct {
 	// overlap is how far before the newest modifyTimestamp, beyond the read's own
 	// duration, the next delta starts (see delta.go).
 	overlap time.Duration
+	// memberRange, when positive, asks a group search for its first range of member
+	// values (member;range=0-<memberRange-1>) rather than for them all: Samba has no
+	// MaxValRange and sends ranges only when asked, so tests set it to read large
+	// groups in ranges as a Windows DC sends them.
+	memberRange int
 }
 
 var _ dsync.DeltaSource = (*Source)(nil)
@@ -87,6 +92,9 @@ type readResult struct {
 	server string // the URL read from, redacted
 	// newest is the latest modifyTimestamp among the entries read, when asked for.
 	newest time.Time
+	// usn is the DC's highestCommittedUSN when the read began, when incremental_by is
+	// uSNChanged; server then names the DC (see dcIdentity).
+	usn int64
 }
 
 // read reads the people whose entries match the searches' filters and, when since
@@ -108,13 +116,18 @@ func (s *Source) read(ctx context.Context, stamp string, since func(server strin
 		}
 		return fmt.Errorf("%s: %w", server, err)
 	}
+	if s.cfg.Incremental && s.cfg.IncrementalBy == usnAttribute {
+		if r.server, r.usn, err = s.dcIdentity(conn); err != nil {
+			return readResult{}, wrap(err)
+		}
+	}
 
 	m := newMapper(&s.cfg, s.name)
 	attrs := m.attributes()
 	if stamp != "" {
 		attrs = append(attrs, stamp)
 	}
-	extra := since(server)
+	extra := since(r.server)
 	// Overlapping searches can return an entry twice; one search returns each entry
 	// once, and needs no index of 100,000 lowercased DNs.
 	var seen map[string]bool
@@ -149,9 +162,14 @@ func (s *Source) read(ctx context.Context, stamp string, since func(server strin
 	}
 	if g := s.cfg.Groups.Search; g != nil {
 		members := newMembership(s.cfg.Groups.Name, g.MemberAttribute)
-		err := s.search(conn, g.BaseDN, g.Filter, g.Scope, []string{g.MemberAttribute}, members.add)
+		var err error
+		if g.Nested {
+			err = s.nestedMembers(conn, g, members)
+		} else {
+			err = s.groupMembers(conn, g, members)
+		}
 		if err != nil {
-			return readResult{}, wrap(fmt.Errorf("group search %s %s: %w", g.BaseDN, g.Filter, err))
+			return readResult{}, wrap(err)
 		}
 		members.assign(r.ids)
 	}
@@ -242,6 +260,11 @@ func (s *Source) bind(conn *conn) error {
 	err := conn.bind(s.cfg.BindDN, s.password.Reveal())
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
 		return fmt.Errorf("bind as %s: invalid credentials (check bind_dn and the password)%s: %w", s.cfg.BindDN, adReason(err), errCredentials)
+	}
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultStrongAuthRequired) {
+		// Active Directory (and Samba) refuse a simple bind on a connection that is
+		// not encrypted, as a DC hardened against LDAP relay does.
+		return fmt.Errorf("bind as %s: the server requires an encrypted connection for a simple bind: use an ldaps:// URL, or start_tls: true: %w", s.cfg.BindDN, err)
 	}
 	if err != nil {
 		return fmt.Errorf("bind as %s: %w", s.cfg.BindDN, err)
