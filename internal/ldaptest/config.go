@@ -3,6 +3,7 @@ package ldaptest
 import (
 	"bytes"
 	"fmt"
+	"github.com/idsync/idsync/internal/testpki"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,7 +17,7 @@ type config struct {
 	dir                               string
 	overlays                          []string
 	sizeLimit                         int
-	tls                               *tlsFiles
+	tls                               *testpki.Files
 }
 
 func (c config) path() string { return filepath.Join(c.dir, "slapd.conf") }
@@ -57,9 +58,9 @@ func (c config) write() error {
 		}
 	}
 	if c.tls != nil {
-		w("TLSCACertificateFile %q", c.tls.caFile)
-		w("TLSCertificateFile %q", c.tls.certFile)
-		w("TLSCertificateKeyFile %q", c.tls.keyFile)
+		w("TLSCACertificateFile %q", c.tls.CAFile)
+		w("TLSCertificateFile %q", c.tls.CertFile)
+		w("TLSCertificateKeyFile %q", c.tls.KeyFile)
 	}
 
 	w("")

@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/idsync/idsync/internal/testpki"
 	"io"
 	"net"
 	"os"
@@ -162,14 +163,14 @@ func Start(tb testing.TB, opt Options) *Server {
 	}
 	var tlsConf *tls.Config
 	if opt.TLS {
-		files, err := writeTLSFiles(dir)
+		files, err := testpki.Write(dir, "ldaptest")
 		if err != nil {
 			tb.Fatalf("ldaptest: %v", err)
 		}
 		cfg.tls = &files
-		s.CAFile, s.CAPEM = files.caFile, files.caPEM
+		s.CAFile, s.CAPEM = files.CAFile, files.CAPEM
 		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(files.caPEM)
+		pool.AppendCertsFromPEM(files.CAPEM)
 		tlsConf = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 	}
 	if err := cfg.write(); err != nil {

@@ -11,17 +11,10 @@ package maildevtest
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/mail"
@@ -37,6 +30,7 @@ import (
 	"time"
 
 	"github.com/idsync/idsync/internal/nodetest"
+	"github.com/idsync/idsync/internal/testpki"
 )
 
 // Options choose a MailDev server's security.
@@ -226,34 +220,15 @@ func (s *Server) Stop() {
 	nodetest.KillProcessGroup(s.cmd)
 }
 
-// writeCert writes a self-signed certificate for 127.0.0.1, which is also the CA to
-// trust, and returns the certificate's and key's files.
+// writeCert writes a CA and a certificate for 127.0.0.1 it signed, and returns the
+// certificate's and key's files; CAFile is the CA to trust.
 func (s *Server) writeCert(tb testing.TB) (cert, key string) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	f, err := testpki.Write(tb.TempDir(), "maildevtest")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "maildevtest"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dir := tb.TempDir()
-	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	s.CAFile = cert
-	return cert, key
+	s.CAFile = f.CAFile
+	return f.CertFile, f.KeyFile
 }
 
 // Emails returns what the server has received, oldest first.

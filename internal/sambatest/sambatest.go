@@ -21,6 +21,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/idsync/idsync/internal/testpki"
 	"io"
 	"net"
 	"os"
@@ -129,11 +130,11 @@ func Start(tb testing.TB) *Server {
 	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
 		tb.Fatalf("sambatest: %v", err)
 	}
-	files, err := writeTLSFiles(tlsDir, strings.ToLower(HostName+"."+Realm))
+	files, err := testpki.Write(tlsDir, "sambatest", strings.ToLower(HostName+"."+Realm))
 	if err != nil {
 		tb.Fatalf("sambatest: %v", err)
 	}
-	s.CAFile, s.CAPEM = files.caFile, files.caPEM
+	s.CAFile, s.CAPEM = files.CAFile, files.CAPEM
 	// ldapmodify's configuration: trust our CA, and nothing from ~/.ldaprc.
 	if err := os.WriteFile(filepath.Join(dir, "ldap.conf"), []byte("TLS_CACERT "+s.CAFile+"\nTLS_REQCERT demand\n"), 0o600); err != nil {
 		tb.Fatalf("sambatest: %v", err)
