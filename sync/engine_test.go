@@ -346,7 +346,7 @@ func TestEngineCancelDrainsInFlight(t *testing.T) {
 		t.Errorf("applied %v skipped %v, want 40 creates split between them, some skipped", s.Applied, s.Skipped)
 	}
 	// Run again: the rest, nothing twice.
-	rep, err = newTestEngine(people(40), sink, store).Run(t.Context(), RunOptions{})
+	_, err = newTestEngine(people(40), sink, store).Run(t.Context(), RunOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

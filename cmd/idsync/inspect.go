@@ -209,17 +209,7 @@ func showCommand(_ context.Context, _ *Config, rec records, args []string, w io.
 	fmt.Fprintf(w, "  identities: %d valid, %d held (present but invalid)\n", r.Identities, r.Held)
 	writeGuards(w, "  ", r.Guards, r.Accepted, "HELD, nothing applied:")
 	for _, s := range r.Sinks {
-		fmt.Fprintf(w, "  sink %s: planned%s; applied%s", s.Sink, countOrNone(s.Planned), countOrNone(s.Applied))
-		if len(s.Failed) > 0 {
-			fmt.Fprintf(w, "; failed%s", countList(s.Failed))
-		}
-		if len(s.Skipped) > 0 {
-			fmt.Fprintf(w, "; not attempted%s", countList(s.Skipped))
-		}
-		fmt.Fprintln(w)
-		for _, e := range s.Errors {
-			fmt.Fprintf(w, "    %s %s: %s\n", e.Kind, e.ID, e.Error)
-		}
+		writeSinkRun(w, "  ", "planned"+countOrNone(s.Planned)+"; ", s)
 	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)

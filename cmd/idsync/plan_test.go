@@ -160,7 +160,7 @@ func TestApplyPlan(t *testing.T) {
 
 	// Reviewed again and applied as it is.
 	review()
-	out = e.mustRun(exitOK, "--apply-plan", plan)
+	e.mustRun(exitOK, "--apply-plan", plan)
 	if got := applied(e.lastRun()); got[dsync.UpdateUser] != 2 || got[dsync.UpdateProfile] != 2 || len(got) != 2 {
 		t.Errorf("applied %v, want the reviewed 2 update_user and 2 update_profile", got)
 	}

@@ -71,17 +71,7 @@ func printSummary(w io.Writer, rep *dsync.Report) {
 		return
 	}
 	for _, s := range sum.Sinks {
-		fmt.Fprintf(w, "sink %s: applied%s", s.Sink, countOrNone(s.Applied))
-		if len(s.Failed) > 0 {
-			fmt.Fprintf(w, "; failed%s", countList(s.Failed))
-		}
-		if len(s.Skipped) > 0 {
-			fmt.Fprintf(w, "; not attempted%s", countList(s.Skipped))
-		}
-		fmt.Fprintln(w)
-		for _, e := range s.Errors {
-			fmt.Fprintf(w, "  %s %s: %s\n", e.Kind, e.ID, e.Error)
-		}
+		writeSinkRun(w, "", "", s)
 		if inv := s.Invitations; len(inv) > 0 {
 			fmt.Fprintf(w, "  invitations: %d sent, %d not delivered (tried again next run), %d expired undelivered (reset those passwords by hand: idsync inspect ID)\n",
 				inv["sent"], inv["failed"], inv["expired"])
@@ -101,6 +91,22 @@ func printSummary(w io.Writer, rep *dsync.Report) {
 	}
 	if sum.Error != "" {
 		fmt.Fprintf(w, "run failed: %s\n", sum.Error)
+	}
+}
+
+// writeSinkRun writes one sink's line of a run (after before, which is "" or the
+// planned counts), what failed and was not attempted, and every error below it.
+func writeSinkRun(w io.Writer, indent, before string, s dsync.SinkSummary) {
+	fmt.Fprintf(w, "%ssink %s: %sapplied%s", indent, s.Sink, before, countOrNone(s.Applied))
+	if len(s.Failed) > 0 {
+		fmt.Fprintf(w, "; failed%s", countList(s.Failed))
+	}
+	if len(s.Skipped) > 0 {
+		fmt.Fprintf(w, "; not attempted%s", countList(s.Skipped))
+	}
+	fmt.Fprintln(w)
+	for _, e := range s.Errors {
+		fmt.Fprintf(w, "%s  %s %s: %s\n", indent, e.Kind, e.ID, e.Error)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/idsync/idsync/internal/testpki"
+	"github.com/idsync/idsync/internal/testproc"
 	"io"
 	"net"
 	"os"
@@ -107,8 +108,7 @@ type Server struct {
 	Dir string // the temporary directory: slapd.conf, slapd.log, the database, the TLS files
 
 	logPath string
-	pid     int
-	done    chan struct{} // closed when slapd has exited and been reaped
+	proc    *testproc.Proc // slapd; nil until started
 }
 
 // Start starts a slapd and stops it in tb.Cleanup. Anything that goes wrong is fatal,
@@ -226,24 +226,9 @@ func (s *Server) launch(slapd, conf, logLevel string, withTLS bool, tlsConf *tls
 		urls += " " + s.LDAPSURL
 	}
 
-	logFile, err := os.Create(s.logPath)
-	if err != nil {
+	if s.proc, err = testproc.Start(s.logPath, slapd, "-d", logLevel, "-f", conf, "-h", urls); err != nil {
 		return err
 	}
-	cmd := exec.Command(slapd, "-d", logLevel, "-f", conf, "-h", urls)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = procAttr()
-	err = cmd.Start()
-	logFile.Close()
-	if err != nil {
-		return err
-	}
-	s.pid = cmd.Process.Pid
-	s.done = make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(s.done)
-	}()
 
 	deadline := time.Now().Add(readyTimeout)
 	for {
@@ -255,11 +240,11 @@ func (s *Server) launch(slapd, conf, logLevel string, withTLS bool, tlsConf *tls
 			return nil
 		}
 		select {
-		case <-s.done:
+		case <-s.proc.Done():
 			if bytes.Contains(readFile(s.logPath), []byte("errno=98")) {
 				return errAddrInUse
 			}
-			return fmt.Errorf("slapd exited: %s", cmd.ProcessState)
+			return fmt.Errorf("slapd exited: %s", s.proc.State())
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -274,9 +259,9 @@ func (s *Server) Stop() {
 	if s.exited() {
 		return
 	}
-	s.signal(syscall.SIGTERM)
+	s.proc.Signal(syscall.SIGTERM)
 	select {
-	case <-s.done:
+	case <-s.proc.Done():
 	case <-time.After(stopTimeout):
 		s.Kill()
 	}
@@ -288,26 +273,11 @@ func (s *Server) Kill() {
 	if s.exited() {
 		return
 	}
-	s.signal(syscall.SIGKILL)
-	<-s.done
+	s.proc.Signal(syscall.SIGKILL)
+	<-s.proc.Done()
 }
 
-func (s *Server) exited() bool {
-	if s.done == nil {
-		return true
-	}
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// signal signals slapd's process group (it is the leader of its own).
-func (s *Server) signal(sig syscall.Signal) {
-	syscall.Kill(-s.pid, sig)
-}
+func (s *Server) exited() bool { return s.proc == nil || s.proc.Exited() }
 
 // Modify applies LDIF change records (changetype: add, modify, delete, modrdn) with
 // ldapmodify, bound as the admin, and fails the test if any is refused.

@@ -3,6 +3,7 @@
 package nodetest
 
 import (
+	"github.com/idsync/idsync/internal/testproc"
 	"os/exec"
 	"syscall"
 )
@@ -10,7 +11,7 @@ import (
 // SetProcessGroup makes the server the leader of a new process group, so
 // that KillProcessGroup also reaches anything it spawned.
 func SetProcessGroup(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = testproc.GroupAttr()
 }
 
 func KillProcessGroup(cmd *exec.Cmd) {

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/idsync/idsync/internal/testpki"
+	"github.com/idsync/idsync/internal/testproc"
 	"io"
 	"net"
 	"os"
@@ -72,9 +73,8 @@ type Server struct {
 	// How long provisioning and starting took (start: until LDAPS answered a bind).
 	ProvisionTime, StartTime time.Duration
 
-	conf    string // DIR/etc/smb.conf
-	pid     int
-	done    chan struct{}
+	conf    string         // DIR/etc/smb.conf
+	proc    *testproc.Proc // samba; nil until started
 	unlock  func()
 	logPath string
 }
@@ -193,24 +193,10 @@ func (s *Server) launch(samba string) error {
 			return fmt.Errorf("something already listens on 127.0.0.1:%s (a system samba or slapd? stop it: the tests' DC needs ports 389 and 636)", port)
 		}
 	}
-	out, err := os.Create(filepath.Join(s.Dir, "samba.out"))
-	if err != nil {
+	var err error
+	if s.proc, err = testproc.Start(filepath.Join(s.Dir, "samba.out"), samba, "-F", "--debug-stdout", "-s", s.conf); err != nil {
 		return err
 	}
-	cmd := exec.Command(samba, "-F", "--debug-stdout", "-s", s.conf)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = procAttr()
-	err = cmd.Start()
-	out.Close()
-	if err != nil {
-		return err
-	}
-	s.pid = cmd.Process.Pid
-	s.done = make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(s.done)
-	}()
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(s.CAPEM)
@@ -222,8 +208,8 @@ func (s *Server) launch(samba string) error {
 			return nil
 		}
 		select {
-		case <-s.done:
-			return fmt.Errorf("samba exited: %s\n%s", cmd.ProcessState, tail(filepath.Join(s.Dir, "samba.out"), 20))
+		case <-s.proc.Done():
+			return fmt.Errorf("samba exited: %s\n%s", s.proc.State(), tail(filepath.Join(s.Dir, "samba.out"), 20))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -235,18 +221,18 @@ func (s *Server) launch(samba string) error {
 // Stop stops samba and every process it started (SIGTERM to its process group, SIGKILL
 // 10 s later), then releases the lock. It may be called more than once.
 func (s *Server) Stop() {
-	if s.done != nil {
-		syscall.Kill(-s.pid, syscall.SIGTERM)
+	if p := s.proc; p != nil {
+		p.Signal(syscall.SIGTERM)
 		select {
-		case <-s.done:
+		case <-p.Done():
 		case <-time.After(stopTimeout):
-			syscall.Kill(-s.pid, syscall.SIGKILL)
-			<-s.done
+			p.Signal(syscall.SIGKILL)
+			<-p.Done()
 		}
 		// The root process is gone; its workers may take a moment more.
-		for deadline := time.Now().Add(stopTimeout); syscall.Kill(-s.pid, 0) == nil; {
+		for deadline := time.Now().Add(stopTimeout); syscall.Kill(-p.Pid, 0) == nil; {
 			if time.Now().After(deadline) {
-				syscall.Kill(-s.pid, syscall.SIGKILL)
+				p.Signal(syscall.SIGKILL)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

@@ -57,7 +57,7 @@ func TestServer(t *testing.T) {
 	}
 
 	s.Stop()
-	if err := syscall.Kill(-s.pid, 0); !errors.Is(err, syscall.ESRCH) {
+	if err := syscall.Kill(-s.proc.Pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("samba's process group after Stop: %v, want ESRCH (no process left)", err)
 	}
 	if c, err := net.DialTimeout("tcp", "127.0.0.1:636", time.Second); err == nil {

@@ -67,12 +67,3 @@ func update(t *testing.T, s *Sink, userID string, have, want dsync.Identity) (ds
 		Fields: dsync.Changed(&have, &want, s.Schema().User)}
 	return s.Apply(t.Context(), op)
 }
-
-// endpoints lists the labels of the calls the server received, in order.
-func endpoints(srv *descopetest.Server) []string {
-	var out []string
-	for _, c := range srv.Calls() {
-		out = append(out, c.Endpoint)
-	}
-	return out
-}

@@ -33,12 +33,6 @@ func (w *waits) sleep(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
-func (w *waits) all() []time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.d)
-}
-
 // newTestSink starts a contract server and a sink for it that acts as the
 // administrator.
 func newTestSink(t *testing.T, opt icuretest.Options, edit func(*Config)) (*Sink, *icuretest.Server, *waits) {

@@ -132,15 +132,8 @@ func objectKeys(b []byte) []string {
 	return keys
 }
 
-// marshal encodes v as JSON.stringify would, without HTML escaping.
-func marshal(v any) []byte {
-	var b bytes.Buffer
-	newEncoder(&b).put(v)
-	return b.Bytes()
-}
-
-// encoder appends values to a buffer as marshal encodes them, with one json.Encoder
-// for them all.
+// encoder appends values to a buffer as JSON.stringify would, without HTML escaping,
+// with one json.Encoder for them all.
 type encoder struct {
 	b   *bytes.Buffer
 	enc *json.Encoder
