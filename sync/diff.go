@@ -48,7 +48,7 @@ type DiffOptions struct {
 // Diff is a Differ given every entry of snapshot; a run uses a Differ itself, so that
 // the snapshot need not be in memory all at once.
 func Diff(snapshot map[string]Entry, desired map[string]Identity, opt DiffOptions) Plan {
-	d := NewDiffer(desired, opt)
+	d := NewDiffer(pointers(desired), opt)
 	for _, e := range snapshot {
 		d.Add(e)
 	}
@@ -56,12 +56,21 @@ func Diff(snapshot map[string]Entry, desired map[string]Identity, opt DiffOption
 	return p
 }
 
+// pointers returns a map of the identities' copies.
+func pointers(ids map[string]Identity) map[string]*Identity {
+	out := make(map[string]*Identity, len(ids))
+	for id, want := range ids {
+		out[id] = &want
+	}
+	return out
+}
+
 // Differ is Diff taking the snapshot one entry at a time, in any order: it keeps only
 // the entries that the plan's operations are about, so that a run over 100,000 people
 // whose snapshot mostly matches the sources holds a handful of entries rather than all
 // of them. Like Diff, it does no I/O and reads no clock.
 type Differ struct {
-	desired map[string]Identity
+	desired map[string]*Identity
 	opt     DiffOptions
 	plan    Plan
 	entries int
@@ -76,7 +85,7 @@ type Differ struct {
 }
 
 // NewDiffer returns a Differ for one sink's plan. desired is only read.
-func NewDiffer(desired map[string]Identity, opt DiffOptions) *Differ {
+func NewDiffer(desired map[string]*Identity, opt DiffOptions) *Differ {
 	d := &Differ{desired: desired, opt: opt, seen: make(map[string]struct{}, len(desired)), need: make(map[string]Entry)}
 	if opt.Delta {
 		d.listed, d.taken = make(map[string]Entry), make(map[string]string)
@@ -94,9 +103,10 @@ func (d *Differ) Add(e Entry) {
 	if e.Invite != nil {
 		d.plan.Invites = append(d.plan.Invites, e.ID)
 	}
-	want, listed := d.desired[e.ID]
+	w, listed := d.desired[e.ID]
 	switch {
 	case listed:
+		want := *w
 		d.seen[want.ID] = struct{}{}
 		switch {
 		case !want.Valid(): // held in Plan, whatever the entry says
@@ -145,7 +155,8 @@ func (d *Differ) present(e Entry, want Identity) {
 // Plan returns the plan once every entry is in, and the snapshot entries of the
 // identities its operations are about: what applying it needs of the snapshot.
 func (d *Differ) Plan() (Plan, map[string]Entry) {
-	for id, want := range d.desired {
+	for id, w := range d.desired {
+		want := *w
 		if !want.Valid() {
 			d.plan.Held = append(d.plan.Held, Held{ID: id, Where: want.Where(), Reason: slices.Clone(want.Problems)})
 			continue

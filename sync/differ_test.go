@@ -29,7 +29,7 @@ func TestDifferMatchesWholeDiff(t *testing.T) {
 			opt.DeleteAfter = 24 * time.Hour
 		}
 		want := diffWhole(snap, desired, opt)
-		d := NewDiffer(desired, opt)
+		d := NewDiffer(pointers(desired), opt)
 		ids := make([]string, 0, len(snap))
 		for id := range snap {
 			ids = append(ids, id)

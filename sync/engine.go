@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -342,31 +343,29 @@ func lastGood(runs []RunSummary) int {
 // checked returns the desired identities as the sink may take them: those its Checker
 // refuses are marked with its problems, so that this sink holds them. The map is
 // copied only when something is refused.
-func checked(s SinkSpec, desired map[string]Identity) map[string]Identity {
+func checked(s SinkSpec, desired map[string]*Identity) map[string]*Identity {
 	c, ok := s.Sink.(Checker)
 	if !ok {
 		return desired
 	}
-	var out map[string]Identity
-	// One variable for every identity: its address goes to Check, an interface's
-	// method, so it lives on the heap, and a variable of the loop's own would be an
-	// allocation per person (19 MB at 100,000).
-	var want Identity
+	var out map[string]*Identity
 	for id, w := range desired {
-		if want = w; !want.Valid() {
+		if !w.Valid() {
 			continue
 		}
-		problems := c.Check(&want)
+		problems := c.Check(w)
 		if len(problems) == 0 {
 			continue
 		}
 		if out == nil {
 			out = maps.Clone(desired)
 		}
+		want := *w // the other sinks' identity stays as it is
+		want.Problems = slices.Clip(want.Problems)
 		for _, p := range problems {
 			want.Problems = append(want.Problems, want.Where()+": sink "+s.Name+": "+p)
 		}
-		out[id] = want
+		out[id] = &want
 	}
 	if out == nil {
 		return desired

@@ -14,8 +14,11 @@ type SourceRead struct {
 
 // Desired is the sources' truth after merging: what every sink should hold.
 type Desired struct {
-	// Identities by id, the invalid ones included (with Problems): they are held.
-	Identities map[string]Identity
+	// Identities by id, the invalid ones included (with Problems): they are held. They
+	// point into the reads' slices, which Merge marks in place: at 100,000 people, a
+	// map holding each identity (192 bytes, stored out of line) would cost an
+	// allocation per person and a third of Merge's time.
+	Identities map[string]*Identity
 	// Complete is false when some row could not be tied to an id: then nobody is
 	// disabled for being absent, since that row may be them.
 	Complete bool
@@ -31,15 +34,16 @@ type Desired struct {
 // id, or a duplicate email or username among active identities, holds every identity
 // involved, with where each came from. Sources check duplicates within themselves (they
 // know the lines); Merge adds a problem only where the source has not already marked
-// both identities.
+// both identities. Merge marks the reads' identities in place.
 func Merge(reads []SourceRead) Desired {
 	n := 0
 	for _, r := range reads {
 		n += len(r.Identities)
 	}
-	d := Desired{Identities: make(map[string]Identity, n), Complete: true}
+	d := Desired{Identities: make(map[string]*Identity, n), Complete: true}
 	for _, r := range reads {
-		for _, id := range r.Identities {
+		for i := range r.Identities {
+			id := &r.Identities[i]
 			if id.Source == "" {
 				id.Source = r.Source
 			}
@@ -58,10 +62,9 @@ func Merge(reads []SourceRead) Desired {
 				d.Identities[id.ID] = id
 				continue
 			}
-			if !alreadyMarked(&prev, &id) {
+			if !alreadyMarked(prev, id) {
 				prev.Problems = append(prev.Problems, fmt.Sprintf("duplicate id %q: also in %s", id.ID, id.Where()))
 			}
-			d.Identities[id.ID] = prev
 		}
 	}
 	markDuplicates(d.Identities)
@@ -86,7 +89,7 @@ func alreadyMarked(a, b *Identity) bool {
 // markDuplicates holds the active identities that share an email or a username,
 // compared case-insensitively. One pass over ids serves both keys: at 100,000 people
 // a pass is a tenth of a no-op run's planning.
-func markDuplicates(ids map[string]Identity) {
+func markDuplicates(ids map[string]*Identity) {
 	type dup struct {
 		what        string
 		first, then string // ids
@@ -117,11 +120,10 @@ func markDuplicates(ids map[string]Identity) {
 	}
 	for _, d := range dups {
 		a, b := ids[d.first], ids[d.then]
-		if alreadyMarked(&a, &b) {
+		if alreadyMarked(a, b) {
 			continue
 		}
-		a.Problems = append(a.Problems, fmt.Sprintf("duplicate %s %q: also id %s in %s", d.what, key[d.what](&a), b.ID, b.Where()))
-		b.Problems = append(b.Problems, fmt.Sprintf("duplicate %s %q: also id %s in %s", d.what, key[d.what](&b), a.ID, a.Where()))
-		ids[a.ID], ids[b.ID] = a, b
+		a.Problems = append(a.Problems, fmt.Sprintf("duplicate %s %q: also id %s in %s", d.what, key[d.what](a), b.ID, b.Where()))
+		b.Problems = append(b.Problems, fmt.Sprintf("duplicate %s %q: also id %s in %s", d.what, key[d.what](b), a.ID, a.Where()))
 	}
 }

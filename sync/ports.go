@@ -10,7 +10,8 @@ import (
 // an error ends the run before anything is planned. Identities that are present but
 // invalid come back with Problems set; a row whose anchor cannot be read comes back with
 // an empty ID and Problems, so that the run knows its read of that source is not a
-// complete list of who is there.
+// complete list of who is there. The identities returned are the caller's: the engine
+// marks them in place (their Source, and problems found across sources).
 type Source interface {
 	Read(ctx context.Context) ([]Identity, error)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/idsync/idsync/sinks/descope/descopetest"
@@ -14,7 +15,7 @@ import (
 
 type staticSource []dsync.Identity
 
-func (s staticSource) Read(context.Context) ([]dsync.Identity, error) { return s, nil }
+func (s staticSource) Read(context.Context) ([]dsync.Identity, error) { return slices.Clone(s), nil }
 
 // A first sync through the engine, with the sink's default concurrency and batch
 // size, sends full batches; every identity is recorded with its own userId; a

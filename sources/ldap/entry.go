@@ -21,10 +21,14 @@ type mapper struct {
 	source string
 	now    time.Time
 	names  map[string]string // group DN -> group name, parsed once
+	// profile lists the profile attributes' names in order, sorted once rather than
+	// for every entry.
+	profile []string
 }
 
 func newMapper(cfg *Config, source string) *mapper {
-	return &mapper{cfg: cfg, source: source, now: time.Now(), names: make(map[string]string)}
+	return &mapper{cfg: cfg, source: source, now: time.Now(), names: make(map[string]string),
+		profile: slices.Sorted(maps.Keys(cfg.ProfileAttributes))}
 }
 
 // attributes lists every attribute the mapping reads: searches ask for them by name.
@@ -71,8 +75,16 @@ func first(e *ldap.Entry, name string) string {
 // (the read then disables nobody for absence); one with a bad field comes back with
 // Problems (that person is held). Problems name the DN.
 func (m *mapper) identity(e *ldap.Entry) dsync.Identity {
+	var id dsync.Identity
+	m.fill(&id, e)
+	return id
+}
+
+// fill is identity writing into *id, which must be the zero Identity: a read fills
+// its slices' places directly, rather than copying each identity in.
+func (m *mapper) fill(id *dsync.Identity, e *ldap.Entry) {
 	a := m.cfg.Attributes
-	id := dsync.Identity{Source: m.source, Origin: e.DN}
+	id.Source, id.Origin = m.source, e.DN
 	problem := func(format string, args ...any) {
 		id.Problems = append(id.Problems, e.DN+": "+fmt.Sprintf(format, args...))
 	}
@@ -88,7 +100,7 @@ func (m *mapper) identity(e *ldap.Entry) dsync.Identity {
 	id.FirstName = first(e, a.FirstName)
 	id.LastName = first(e, a.LastName)
 	id.DisplayName = first(e, a.DisplayName)
-	for _, name := range slices.Sorted(maps.Keys(m.cfg.ProfileAttributes)) {
+	for _, name := range m.profile {
 		attr := m.cfg.ProfileAttributes[name]
 		v := values(e, attr)
 		if v == nil || len(v.Values) == 0 {
@@ -136,7 +148,6 @@ func (m *mapper) identity(e *ldap.Entry) dsync.Identity {
 			*f.v = printable(*f.v)
 		}
 	}
-	return id
 }
 
 // printable shortens and mends a rejected value, so that what is kept of it (for the
