@@ -12,11 +12,13 @@ const maxBatch = 1000
 
 // commitDelay is how long a transaction that holds only queued writes (PutAsync,
 // DeleteAsync: their callers do not wait) waits for more writes to share it. Every
-// transaction costs two fdatasyncs, some 0.1 ms of CPU each: a first sync at 4,000
-// writes a second committed as they came gets about 3 writes a transaction, and with
-// this delay about 10. A write its caller waits for (Put, Delete, RecordRun) ends the
-// wait at once.
-const commitDelay = 2 * time.Millisecond
+// transaction costs two fdatasyncs, some 0.1 ms of CPU each on the benchmark machine,
+// CPU that a first sync's HTTP requests need: with 2 ms, the committer was a fifth of
+// a 10,000-person first sync's CPU profile (0.95 of 4.29 s), with 8 ms a fifteenth
+// (0.24 of 3.58 s; bench/run.sh first, CPUPROFILE_DIR). Nobody waits for these writes but the
+// report of their operations, so the delay costs a run at most 8 ms at its end. A write
+// its caller waits for (Put, Delete, RecordRun) ends the wait at once.
+const commitDelay = 8 * time.Millisecond
 
 // request is one write waiting for the committer. apply must fail only for reasons that
 // would fail any write (the disk, the file): callers validate their input first, since

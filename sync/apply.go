@@ -258,9 +258,11 @@ type asyncStore interface {
 
 // maxPending bounds one worker's commits in flight, through an asyncStore: a store
 // slower than the sink holds the worker back rather than let unrecorded operations
-// pile up. A store without queued writes gets one commit in flight, written by
+// pile up. A store that gathers writes for 8 ms (state's commitDelay) sees a worker
+// make two or three requests of 2-4 ms meanwhile, and more while it syncs: 8 leaves
+// room. A store without queued writes gets one commit in flight, written by
 // a goroutine, so that an identity's writes cannot overtake each other.
-const maxPending = 4
+const maxPending = 8
 
 // committer writes one worker's entries to the snapshot and reports each operation
 // once its entry is durable. Commits stay in flight while the worker's next operations

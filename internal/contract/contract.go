@@ -23,6 +23,7 @@ type Traffic struct {
 	mu       gosync.Mutex
 	requests map[string]int
 	latency  time.Duration
+	alarm    alarm
 }
 
 // Arrive counts a request to endpoint and waits out the latency. It returns false when
@@ -45,10 +46,8 @@ func (t *Traffic) Arrive(r *http.Request, endpoint string) bool {
 		return false
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	timer := time.NewTimer(d)
-	defer timer.Stop()
 	select {
-	case <-timer.C:
+	case <-t.alarm.after(d):
 		return true
 	case <-r.Context().Done():
 		return false
