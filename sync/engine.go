@@ -195,6 +195,9 @@ func (e *Engine) run(ctx context.Context, ro RunOptions, rep *Report) (map[strin
 		if ro.FullRead {
 			prev = nil
 		}
+		if sz, ok := s.Source.(Sizer); ok {
+			sz.Expect(lastRead(runs, s.Name))
+		}
 		ids, delta, mark, err := e.read(ctx, s, prev)
 		m.sourceRead(s.Name, len(ids), delta, err)
 		if err != nil {
@@ -327,6 +330,17 @@ func lastMarks(runs []RunSummary) map[string]json.RawMessage {
 		return nil
 	}
 	return runs[0].Marks
+}
+
+// lastRead returns how many identities source gave the newest run that read it
+// whole, 0 when none did.
+func lastRead(runs []RunSummary, source string) int {
+	for _, r := range runs {
+		if n, ok := r.Sources[source]; ok && !r.Delta {
+			return n
+		}
+	}
+	return 0
 }
 
 // lastGood returns the valid identities of the last run that applied its plan after a

@@ -492,3 +492,33 @@ func TestNotFoundConverges(t *testing.T) {
 		t.Errorf("after the not-found, applied %v, want the account created again", got)
 	}
 }
+
+// sizedSource is a staticSource that records what the engine tells it to expect.
+type sizedSource struct {
+	staticSource
+	expected []int
+}
+
+func (s *sizedSource) Expect(n int) { s.expected = append(s.expected, n) }
+
+// Before each read, a Sizer is told how many identities the source gave the last run
+// that read it: none before the first run.
+func TestEngineTellsSizerWhatToExpect(t *testing.T) {
+	src := &sizedSource{staticSource: people(20)}
+	e := newTestEngine(src, &fakeSink{}, newMemStore())
+	for range 2 {
+		if _, err := e.Run(t.Context(), RunOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.staticSource = src.staticSource[:15]
+	if _, err := e.Run(t.Context(), RunOptions{DryRun: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Run(t.Context(), RunOptions{DryRun: true}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{0, 20, 20, 20}; !slices.Equal(src.expected, want) {
+		t.Errorf("told to expect %v, want %v (a dry run records no run)", src.expected, want)
+	}
+}

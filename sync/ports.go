@@ -27,6 +27,13 @@ type DeltaSource interface {
 	ReadDelta(ctx context.Context, mark []byte) (Delta, error)
 }
 
+// Sizer is a source that reads faster when told how many identities to expect: the
+// engine tells it, before each read, how many the source gave the last run (0 when
+// unknown). The number is only a hint: a source must read everyone whatever it says.
+type Sizer interface {
+	Expect(n int)
+}
+
 // Delta is what ReadDelta returns.
 type Delta struct {
 	Identities []Identity

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -240,5 +241,38 @@ func TestOverlappingSearches(t *testing.T) {
 	}
 	if len(ids) != 12 || len(byUID(ids)) != 12 {
 		t.Errorf("three overlapping searches gave %d identities (%d people), want 12", len(ids), len(byUID(ids)))
+	}
+}
+
+// However many identities the engine says to expect, too few, none, about right or far
+// too many, a read gives the same identities in the same order, across the blocks it
+// gathers them in (4,096 each).
+func TestExpectChangesNothing(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.Options{People: ldaptest.People(5000)})
+	cfg := serviceConfig(srv, func(c *Config) { c.PageSize = 1000 })
+	src, err := New("dir", cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []dsync.Identity
+	for _, n := range []int{0, 100, 4096, 5000, 1_000_000} {
+		src.Expect(n)
+		ids, err := src.Read(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) != 5000 {
+			t.Fatalf("expecting %d: read %d identities, want 5000", n, len(ids))
+		}
+		if want == nil {
+			want = ids
+			continue
+		}
+		if !reflect.DeepEqual(ids, want) {
+			t.Errorf("expecting %d: the identities differ from a read expecting none", n)
+		}
+		if n == 1_000_000 && cap(ids) > 2*len(ids) {
+			t.Errorf("expecting far too many: a slice of %d places kept for %d identities", cap(ids), len(ids))
+		}
 	}
 }
