@@ -31,29 +31,111 @@ func (s *Store) Snapshot(sink string) (map[string]dsync.Entry, error) {
 
 // Entries calls fn with every entry of sink, one at a time, in the order of their ids,
 // and stops at fn's first error, which it returns. Each entry's strings are its own,
-// but its identities, lists and maps are reused for the next entry: fn keeps a Clone
-// of what it keeps. A run compares 100,000 entries with the sources so, holding and
-// allocating little beyond the few that changed. fn runs inside a read transaction:
-// it must not use the store.
+// but its identities, lists and maps are reused for a later entry once fn has
+// returned: fn keeps a Clone of what it keeps. A run compares 100,000 entries with the
+// sources so, holding and allocating little beyond the few that changed. fn must not
+// use the store.
+//
+// The entries are decoded in a goroutine of their own, a few batches ahead of fn:
+// decoding and comparing take about as long as each other, and a run's planning has
+// both cores to itself (0.19 s of CPU for both at 100,000, on the benchmark machine).
 func (s *Store) Entries(sink string, fn func(dsync.Entry) error) error {
-	err := s.view(func(tx *bolt.Tx) error {
-		b := sinkBucket(tx, sink)
-		if b == nil {
-			return nil
-		}
-		d := decoder{reuse: true}
-		return b.ForEach(func(k, v []byte) error {
-			e, err := d.keyed(k, v)
-			if err != nil {
-				return err
+	p := newPipe()
+	go func() {
+		defer close(p.full)
+		err := s.view(func(tx *bolt.Tx) error {
+			b := sinkBucket(tx, sink)
+			if b == nil {
+				return nil
 			}
-			return fn(e)
+			c := b.Cursor()
+			for k, v := c.First(); k != nil; {
+				slot, ok := p.take()
+				if !ok {
+					return nil // fn failed: its error is the one returned
+				}
+				n := 0
+				for ; k != nil && n < pipeBatch; k, v = c.Next() {
+					e, err := p.decoders[slot][n].keyed(k, v)
+					if err != nil {
+						p.full <- filled{slot: slot, n: n}
+						return err
+					}
+					p.entries[slot][n] = e
+					n++
+				}
+				p.full <- filled{slot: slot, n: n}
+			}
+			return nil
 		})
-	})
-	if err != nil {
-		return fmt.Errorf("state: snapshot of %s: %w", sink, err)
+		if err != nil {
+			p.full <- filled{slot: -1, err: err}
+		}
+	}()
+	var err error
+	for f := range p.full {
+		switch {
+		case err != nil: // drain: the decoder stops at its next batch
+		case f.err != nil:
+			err = fmt.Errorf("state: snapshot of %s: %w", sink, f.err)
+		default:
+			for _, e := range p.entries[f.slot][:f.n] {
+				if ferr := fn(e); ferr != nil {
+					err = fmt.Errorf("state: snapshot of %s: %w", sink, ferr)
+					close(p.stop)
+					break
+				}
+			}
+		}
+		if f.slot >= 0 {
+			p.free <- f.slot
+		}
 	}
-	return nil
+	return err
+}
+
+// pipeBatch is how many entries Entries hands fn at a time; pipeSlots batches are
+// decoded or compared at once.
+const (
+	pipeBatch = 256
+	pipeSlots = 3
+)
+
+// pipe is Entries' hand-over between its decoding goroutine and fn: each slot is a
+// batch of entries with their decoders, whose reused identities, lists and maps the
+// entries point into.
+type pipe struct {
+	decoders [pipeSlots][pipeBatch]decoder
+	entries  [pipeSlots][pipeBatch]dsync.Entry
+	free     chan int    // slots fn is done with
+	full     chan filled // slots decoded, or the decoding's error (slot -1)
+	stop     chan struct{}
+}
+
+type filled struct {
+	slot, n int
+	err     error
+}
+
+func newPipe() *pipe {
+	p := &pipe{free: make(chan int, pipeSlots), full: make(chan filled, pipeSlots+1), stop: make(chan struct{})}
+	for i := range pipeSlots {
+		p.free <- i
+		for j := range pipeBatch {
+			p.decoders[i][j].reuse = true
+		}
+	}
+	return p
+}
+
+// take returns a slot to decode into, or false once fn has failed.
+func (p *pipe) take() (int, bool) {
+	select {
+	case slot := <-p.free:
+		return slot, true
+	case <-p.stop:
+		return 0, false
+	}
 }
 
 // Entry returns sink's entry for id, and whether there is one.

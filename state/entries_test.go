@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	dsync "github.com/idsync/idsync/sync"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestEntries(t *testing.T) {
@@ -225,5 +226,67 @@ func TestSnapshotIsACopy(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]dsync.Entry{"1": fullEntry("1")}, snap); diff != "" {
 		t.Errorf("snapshot changed by later writes (-want +got):\n%s", diff)
+	}
+}
+
+// TestEntriesAcrossBatches: Entries decodes ahead of fn in batches (pipeBatch); over
+// several batches, fn still sees every entry once in id order, fn's error stops the
+// walk where it was returned, and a corrupt entry deep in the bucket ends the walk
+// after every entry before it, with its error.
+func TestEntriesAcrossBatches(t *testing.T) {
+	const n = 5*pipeBatch + 17
+	s := openStore(t, tempPath(t), Options{})
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketSinks).CreateBucket([]byte("haplo"))
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			e := fullEntry(fmt.Sprintf("k%05d", i))
+			if err := b.Put([]byte(e.ID), encodeEntry(&e)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := entriesOf(s, "haplo")
+	if err != nil || len(got) != n {
+		t.Fatalf("Entries: %d entries, %v; want %d", len(got), err, n)
+	}
+	for i := range n {
+		id := fmt.Sprintf("k%05d", i)
+		if diff := cmp.Diff(fullEntry(id), got[id]); diff != "" {
+			t.Fatalf("entry %s (-want +got):\n%s", id, diff)
+		}
+	}
+
+	stop := errors.New("enough")
+	calls := 0
+	err = s.Entries("haplo", func(dsync.Entry) error {
+		if calls++; calls == 3*pipeBatch+5 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls != 3*pipeBatch+5 {
+		t.Errorf("Entries: %d calls, error %v; want %d calls and fn's error", calls, err, 3*pipeBatch+5)
+	}
+
+	bad := fmt.Sprintf("k%05d", 4*pipeBatch+3)
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return sinkBucket(tx, "haplo").Put([]byte(bad), []byte{entryFormat})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	calls = 0
+	err = s.Entries("haplo", func(e dsync.Entry) error {
+		calls++
+		return nil
+	})
+	if want := fmt.Sprintf("state: snapshot of haplo: entry %q: corrupt entry", bad); err == nil || !strings.HasPrefix(err.Error(), want) || calls != 4*pipeBatch+3 {
+		t.Errorf("Entries: %d calls, error %v; want %d calls and an error starting %q", calls, err, 4*pipeBatch+3, want)
 	}
 }
