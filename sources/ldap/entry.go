@@ -180,7 +180,7 @@ func (m *mapper) anchor(e *ldap.Entry, problem func(string, ...any)) string {
 		}
 		return guidString(raw)
 	}
-	s := strings.TrimSpace(string(raw))
+	s := strings.TrimSpace(v.Values[0]) // the same bytes as raw, already a string
 	if p := dsync.CheckID(s); p != "" {
 		problem("%s: %s", attr, p)
 		return ""
