@@ -169,13 +169,13 @@ func (cl *Client) once(ctx context.Context, c Call, payload []byte, buf *bytes.B
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("%s: %w", c.Endpoint, err)
 	}
+	req.Header["Accept"] = acceptJSON // unless Auth or Header say otherwise
 	if c.Auth != nil {
 		c.Auth(req)
 	}
 	for k, v := range c.Header {
 		req.Header.Set(k, v)
 	}
-	req.Header["Accept"] = acceptJSON
 	if payload != nil {
 		if c.ContentType == "" {
 			req.Header["Content-Type"] = contentTypeJSON

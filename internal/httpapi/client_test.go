@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -115,5 +116,30 @@ func TestExcerpt(t *testing.T) {
 	got := Excerpt([]byte("x" + long))
 	if !utf8.ValidString(got) || !strings.HasSuffix(got, "...") || len(got) > 303 {
 		t.Errorf("long body cut to %q (%d bytes): want valid UTF-8, at most 300 bytes and an ellipsis", got, len(got))
+	}
+}
+
+// A request accepts JSON unless its call asks for another type (SCIM's
+// application/scim+json), by its headers or its credentials.
+func TestAcceptHeader(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Accept"))
+		fmt.Fprint(w, `{}`)
+	}))
+	defer srv.Close()
+	cl := New(Client{Base: srv.URL, HTTP: srv.Client(), Error: func(string, int, http.Header, []byte) error { return errors.New("x") }})
+	calls := []Call{
+		{Endpoint: "plain", Method: http.MethodGet, Path: "/"},
+		{Endpoint: "header", Method: http.MethodGet, Path: "/", Header: map[string]string{"Accept": "application/scim+json"}},
+		{Endpoint: "auth", Method: http.MethodGet, Path: "/", Auth: func(r *http.Request) { r.Header.Set("Accept", "text/csv") }},
+	}
+	for _, c := range calls {
+		if err := cl.Do(t.Context(), c, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"application/json", "application/scim+json", "text/csv"}; !slices.Equal(got, want) {
+		t.Errorf("Accept headers %q, want %q", got, want)
 	}
 }

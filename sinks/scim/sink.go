@@ -135,7 +135,7 @@ func apiError(endpoint string, status int, _ http.Header, body []byte) error {
 
 func (s *Sink) do(ctx context.Context, endpoint, method, path string, body, out any) error {
 	return s.api.Do(ctx, httpapi.Call{Endpoint: endpoint, Method: method, Path: path, Body: body,
-		ContentType: mediaType, Auth: func(r *http.Request) { s.auth(r); r.Header.Set("Accept", mediaType) }}, out)
+		ContentType: mediaType, Auth: s.auth, Header: map[string]string{"Accept": mediaType}}, out)
 }
 
 // Apply carries out one operation.
@@ -330,8 +330,7 @@ func (s *Sink) writeUser(ctx context.Context, endpoint, method, id string, body 
 			return err
 		}
 		err = s.api.Do(ctx, httpapi.Call{Endpoint: endpoint, Method: method, Path: path, Body: body, ContentType: mediaType,
-			Auth:   func(r *http.Request) { s.auth(r); r.Header.Set("Accept", mediaType) },
-			Header: ifMatch(u.Meta.Version)}, nil)
+			Auth: s.auth, Header: ifMatch(u.Meta.Version)}, nil)
 		var apiErr *APIError
 		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusPreconditionFailed {
 			return err
@@ -341,11 +340,13 @@ func (s *Sink) writeUser(ctx context.Context, endpoint, method, id string, body 
 	return err
 }
 
+// ifMatch is a write's headers: the SCIM media type, and the version it expects.
 func ifMatch(version string) map[string]string {
-	if version == "" {
-		return nil
+	h := map[string]string{"Accept": mediaType}
+	if version != "" {
+		h["If-Match"] = version
 	}
-	return map[string]string{"If-Match": version}
+	return h
 }
 
 func (s *Sink) patchUser(ctx context.Context, id string, ops []patchOp) error {
