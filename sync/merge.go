@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	gosync "sync"
 )
 
 // SourceRead is what one source returned.
@@ -87,43 +88,49 @@ func alreadyMarked(a, b *Identity) bool {
 }
 
 // markDuplicates holds the active identities that share an email or a username,
-// compared case-insensitively. One pass over ids serves both keys: at 100,000 people
-// a pass is a tenth of a no-op run's planning.
+// compared case-insensitively. The two keys are looked for at once, one pass over ids
+// each on two cores: at 100,000 people a pass is a tenth of a no-op run's planning.
 func markDuplicates(ids map[string]*Identity) {
-	type dup struct {
-		what        string
-		first, then string // ids
-	}
-	emails := make(map[string]string, len(ids)) // folded value -> first id
-	usernames := make(map[string]string, len(ids))
-	var dups []dup
-	check := func(seen map[string]string, what, value, id string) {
-		v := strings.ToLower(value)
-		if v == "" {
-			return
-		}
-		if first, ok := seen[v]; ok {
-			dups = append(dups, dup{what, first, id})
-			return
-		}
-		seen[v] = id
-	}
-	for id, x := range ids {
-		if x.Active {
-			check(emails, "email", x.Email, id)
-			check(usernames, "username", x.Username, id)
-		}
-	}
-	key := map[string]func(*Identity) string{
-		"email":    func(id *Identity) string { return id.Email },
-		"username": func(id *Identity) string { return id.Username },
-	}
-	for _, d := range dups {
+	var emails []dup
+	var wg gosync.WaitGroup
+	wg.Go(func() { emails = duplicates(ids, "email", func(id *Identity) string { return id.Email }) })
+	usernames := duplicates(ids, "username", func(id *Identity) string { return id.Username })
+	wg.Wait()
+	for _, d := range append(emails, usernames...) {
 		a, b := ids[d.first], ids[d.then]
 		if alreadyMarked(a, b) {
 			continue
 		}
-		a.Problems = append(a.Problems, fmt.Sprintf("duplicate %s %q: also id %s in %s", d.what, key[d.what](a), b.ID, b.Where()))
-		b.Problems = append(b.Problems, fmt.Sprintf("duplicate %s %q: also id %s in %s", d.what, key[d.what](b), a.ID, a.Where()))
+		a.Problems = append(a.Problems, fmt.Sprintf("duplicate %s %q: also id %s in %s", d.what, d.key(a), b.ID, b.Where()))
+		b.Problems = append(b.Problems, fmt.Sprintf("duplicate %s %q: also id %s in %s", d.what, d.key(b), a.ID, a.Where()))
 	}
+}
+
+// dup is two active identities with the same value of one key.
+type dup struct {
+	what        string
+	key         func(*Identity) string
+	first, then string // ids
+}
+
+// duplicates finds the active identities whose key, folded, an earlier one has. It
+// only reads ids.
+func duplicates(ids map[string]*Identity, what string, key func(*Identity) string) []dup {
+	seen := make(map[string]string, len(ids)) // folded value -> first id
+	var dups []dup
+	for id, x := range ids {
+		if !x.Active {
+			continue
+		}
+		v := strings.ToLower(key(x))
+		if v == "" {
+			continue
+		}
+		if first, ok := seen[v]; ok {
+			dups = append(dups, dup{what, key, first, id})
+			continue
+		}
+		seen[v] = id
+	}
+	return dups
 }
