@@ -155,20 +155,19 @@ func (d *Differ) present(e Entry, want Identity) {
 // Plan returns the plan once every entry is in, and the snapshot entries of the
 // identities its operations are about: what applying it needs of the snapshot.
 func (d *Differ) Plan() (Plan, map[string]Entry) {
-	for id, w := range d.desired {
-		want := *w
+	for id, want := range d.desired {
 		if !want.Valid() {
 			d.plan.Held = append(d.plan.Held, Held{ID: id, Where: want.Where(), Reason: slices.Clone(want.Problems)})
 			continue
 		}
-		if reasons := collisions(d.taken, &want); len(reasons) > 0 {
+		if reasons := collisions(d.taken, want); len(reasons) > 0 {
 			d.plan.Held = append(d.plan.Held, Held{ID: id, Where: want.Where(), Reason: reasons})
 			continue
 		}
 		if e, ok := d.listed[id]; ok {
-			d.present(e.Clone(), want)
+			d.present(e.Clone(), *want)
 		} else if _, ok := d.seen[id]; !ok {
-			d.present(Entry{}, want)
+			d.present(Entry{}, *want)
 		}
 	}
 	slices.SortFunc(d.plan.Ops, func(a, b Op) int {
