@@ -6,7 +6,9 @@
 # the CPU time of the benchmark's process meanwhile (the contract server's, which shares
 # the machine with idsync).
 # For LDAP's no-op, also ldapsearch -E pr=500/noprompt reading the same entries, and the
-# ratio. When a scenario was measured at two sizes, the ratio of their wall times.
+# ratio. When a scenario was measured at two sizes, the ratio of their wall times. With
+# first syncs, also bench/ceiling's rate: what this machine allows a plain HTTP client
+# with the same latency and concurrency (see bench/ceiling/main.go).
 #
 #   SOURCES="csv ldap" SIZES="10000 100000" SCENARIOS="first noop changed left" \
 #     RUNS=3 LATENCY=2ms CONCURRENCY=16 bench/run.sh
@@ -38,6 +40,7 @@ trap 'rm -rf "$tmp"' EXIT
 # measures the same code even if the checkout changes meanwhile; idsync without -race.
 go build -o "$tmp/idsync" ./cmd/idsync
 go test -c -o "$tmp/idsync.test" ./cmd/idsync
+go build -o "$tmp/ceiling" ./bench/ceiling
 commit=${COMMIT:-}
 if [ -z "$commit" ]; then
   commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -109,6 +112,14 @@ awk -F'\t' '$4 != "FAILED" {
     printf "| %s | %d -> %d (x%g) | x%.2f |\n", k, small[k], large[k], large[k] / small[k], lwall[k] / swall[k]
   }
 }' "$tmp/rows"
+# A first sync's request rate is bounded by the machine: what a plain HTTP client and a
+# server that only waits out the same latency reach, in two processes on these cores.
+case " $SCENARIOS " in
+*" first "*)
+  echo
+  "$tmp/ceiling" -latency "$LATENCY" -workers "$CONCURRENCY" -requests 30000 -runs "$RUNS" | tee -a "$log" | tail -1
+  ;;
+esac
 echo
 echo "every run's figures: $log"
 exit $failed

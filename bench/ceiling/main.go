@@ -31,7 +31,6 @@ import (
 )
 
 func main() {
-	serve := flag.Bool("serve", false, "be the server (the command starts itself with it)")
 	requests := flag.Int("requests", 30000, "requests per run")
 	workers := flag.Int("workers", 16, "requests in flight")
 	latency := flag.Duration("latency", 2*time.Millisecond, "the server's latency")
@@ -39,8 +38,8 @@ func main() {
 	url := flag.String("url", "", "GET this URL rather than start a server: a contract server's, say")
 	auth := flag.String("authorization", "", "the Authorization header to send with -url")
 	flag.Parse()
-	if *serve {
-		server(*latency)
+	if v := os.Getenv(serveEnv); v != "" {
+		serveFor(v)
 		return
 	}
 	if *url == "" {
@@ -67,6 +66,18 @@ func main() {
 		rates[(len(rates)-1)/2], *runs, *workers, *latency, runtime.NumCPU(), float64(*workers)/latency.Seconds())
 }
 
+// serveEnv, set to a latency, makes the command the server: startServer starts the
+// command's own binary again with it.
+const serveEnv = "CEILING_SERVE"
+
+func serveFor(latency string) {
+	d, err := time.ParseDuration(latency)
+	if err != nil {
+		log.Fatalf("%s=%q: %v", serveEnv, latency, err)
+	}
+	server(d)
+}
+
 // server answers every request after the latency, as the contract servers do.
 func server(latency time.Duration) {
 	var t contract.Traffic
@@ -88,7 +99,8 @@ func server(latency time.Duration) {
 
 // startServer starts this command again as the server, and returns its URL.
 func startServer(latency time.Duration) (string, func(), error) {
-	cmd := exec.Command(os.Args[0], "-serve", "-latency", latency.String())
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), serveEnv+"="+latency.String())
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
