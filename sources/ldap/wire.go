@@ -167,7 +167,10 @@ func (c *conn) send(op *ber.Packet, controls ...ldap.Control) error {
 }
 
 // receive reads the next message, which must answer the last request.
-func (c *conn) receive() (*message, error) {
+func (c *conn) receive() (*message, error) { return c.receiveIn(nil) }
+
+// receiveIn is receive cutting an entry's slices from ar (see entryArena).
+func (c *conn) receiveIn(ar *entryArena) (*message, error) {
 	b, err := readMessage(c.r)
 	switch {
 	case errors.Is(err, errMalformed):
@@ -177,7 +180,7 @@ func (c *conn) receive() (*message, error) {
 	case err != nil:
 		return nil, ldap.NewError(ldap.ErrorNetwork, fmt.Errorf("receive: %w", err))
 	}
-	m, err := decodeMessage(b)
+	m, err := decodeMessageIn(b, ar)
 	if err != nil {
 		return nil, ldap.NewError(ldap.ErrorUnexpectedResponse, err)
 	}
@@ -248,6 +251,9 @@ type batch struct {
 	entries []*ldap.Entry
 	refs    []string
 	err     error
+	// arena holds the entries' slices; search hands it back to the reader once fn
+	// has seen them.
+	arena *entryArena
 }
 
 // batchSize is how many entries a batch holds at most: large enough that the
@@ -257,14 +263,16 @@ const batchSize = 128
 // search runs a paged search to its last page, calling fn for every entry and refs
 // for every page that held continuation references; an error from refs ends the
 // search. Any error fails the whole search: fn may have seen some entries by then,
-// which the caller must drop.
+// which the caller must drop. fn must not keep an entry or its slices (their strings
+// it may): they are reused for later entries once fn has returned.
 //
 // A goroutine reads and decodes while fn maps: it asks for the next page as soon as
 // a page's SearchResultDone arrives, and hands entries over in batches. It ends on
 // the last page or the first error; search returns only after it has.
 func (c *conn) search(req *searchRequest, fn func(*ldap.Entry), refs func(page int, refs []string) error) error {
 	ch := make(chan batch, 8)
-	go c.readPages(req, ch)
+	free := make(chan *entryArena, cap(ch)+2)
+	go c.readPages(req, ch, free)
 	var err error
 	for b := range ch {
 		switch {
@@ -281,12 +289,30 @@ func (c *conn) search(req *searchRequest, fn func(*ldap.Entry), refs func(page i
 				}
 			}
 		}
+		if b.arena != nil {
+			select {
+			case free <- b.arena:
+			default:
+			}
+		}
 	}
 	return err
 }
 
-// readPages reads a paged search's pages into ch, and closes it.
-func (c *conn) readPages(req *searchRequest, ch chan<- batch) {
+// takeArena returns an arena search has handed back, or a new one.
+func takeArena(free <-chan *entryArena) *entryArena {
+	select {
+	case a := <-free:
+		a.reset()
+		return a
+	default:
+		return new(entryArena)
+	}
+}
+
+// readPages reads a paged search's pages into ch, and closes it. Each batch's entries
+// are cut from an arena of their own, taken from free when search has handed one back.
+func (c *conn) readPages(req *searchRequest, ch chan<- batch, free <-chan *entryArena) {
 	defer close(ch)
 	page := 1
 	fail := func(err error) { ch <- batch{err: fmt.Errorf("page %d: %w", page, err)} }
@@ -297,8 +323,9 @@ func (c *conn) readPages(req *searchRequest, ch chan<- batch) {
 	}
 	var entries []*ldap.Entry
 	var refs []string
+	ar := takeArena(free)
 	for {
-		m, err := c.receive()
+		m, err := c.receiveIn(ar)
 		if err != nil {
 			fail(err)
 			return
@@ -310,8 +337,8 @@ func (c *conn) readPages(req *searchRequest, ch chan<- batch) {
 			}
 			entries = append(entries, m.entry)
 			if len(entries) == batchSize {
-				ch <- batch{page: page, entries: entries}
-				entries = nil
+				ch <- batch{page: page, entries: entries, arena: ar}
+				entries, ar = nil, takeArena(free)
 			}
 			continue
 		case tagSearchReference:
@@ -352,11 +379,11 @@ func (c *conn) readPages(req *searchRequest, ch chan<- batch) {
 				return
 			}
 		}
-		ch <- batch{page: page, entries: entries, refs: refs}
+		ch <- batch{page: page, entries: entries, refs: refs, arena: ar}
 		if last {
 			return
 		}
-		entries, refs = nil, nil
+		entries, refs, ar = nil, nil, takeArena(free)
 		page++
 	}
 }

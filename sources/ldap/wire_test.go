@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -94,8 +95,18 @@ func dialTest(t *testing.T, srv *ldaptest.Server, transport string) *conn {
 func searchAll(c *conn, base, filter string, attrs []string, pageSize int) ([]*ldap.Entry, error) {
 	var got []*ldap.Entry
 	req := &searchRequest{base: base, scope: ldap.ScopeWholeSubtree, filter: filter, attrs: attrs, pageSize: uint32(pageSize)}
-	err := c.search(req, func(e *ldap.Entry) { got = append(got, e) }, func(int, []string) error { return nil })
+	err := c.search(req, func(e *ldap.Entry) { got = append(got, copyEntry(e)) }, func(int, []string) error { return nil })
 	return got, err
+}
+
+// copyEntry copies what search reuses once fn returns: the entry and its slices.
+func copyEntry(e *ldap.Entry) *ldap.Entry {
+	out := &ldap.Entry{DN: e.DN}
+	for _, a := range e.Attributes {
+		out.Attributes = append(out.Attributes, &ldap.EntryAttribute{Name: a.Name,
+			Values: slices.Clone(a.Values), ByteValues: slices.Clone(a.ByteValues)})
+	}
+	return out
 }
 
 // readers counts the search reader goroutines running, after giving any that has
@@ -522,5 +533,38 @@ func TestIdentitiesKeepNoMessage(t *testing.T) {
 	t.Logf("%d KB kept", kept>>10)
 	if kept > 1500<<10 {
 		t.Errorf("%d KB kept after the read, want under 1,500: the identities keep their messages", kept>>10)
+	}
+}
+
+// Over many batches, each cut from an arena that search hands back and the reader
+// reuses, every entry is still go-ldap's, page after page.
+func TestConnArenasMatchGoLDAP(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.Options{People: ldaptest.People(3000), Overlays: []string{ldaptest.OverlayMemberOf}})
+	base := "ou=people," + srv.Suffix
+	lc, err := ldap.DialURL(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	if err := lc.Bind(srv.ServiceDN, srv.ServicePassword); err != nil {
+		t.Fatal(err)
+	}
+	attrs := []string{"*", "+"}
+	req := ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=inetOrgPerson)", attrs, nil)
+	want, err := lc.SearchWithPaging(req, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pageSize := range []int{1000, 50} {
+		got, err := searchAll(dialTest(t, srv, "ldap"), base, "(objectClass=inetOrgPerson)", attrs, pageSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3000 || len(want.Entries) != 3000 {
+			t.Fatalf("pages of %d: got %d entries, go-ldap %d; want 3000", pageSize, len(got), len(want.Entries))
+		}
+		if d := cmp.Diff(got, want.Entries, cmpShort); d != "" {
+			t.Errorf("pages of %d: entries differ from go-ldap's (-got +go-ldap):\n%.3000s", pageSize, d)
+		}
 	}
 }
