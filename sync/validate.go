@@ -19,13 +19,19 @@ const (
 // printable as it is: no control characters, and no format characters such as bidi
 // overrides or a byte order mark, which make two different ids look the same.
 func CheckID(s string) string {
+	if s != "" && len(s) <= MaxIDBytes && printableASCII(s) {
+		return "" // most ids: a UUID, a number, a username
+	}
+	return checkID(s)
+}
+
+// checkID is CheckID rune by rune.
+func checkID(s string) string {
 	switch {
 	case s == "":
 		return "empty id"
 	case len(s) > MaxIDBytes:
 		return fmt.Sprintf("id longer than %d bytes", MaxIDBytes)
-	case printableASCII(s):
-		return "" // most ids: a UUID, a number, a username
 	case !utf8.ValidString(s):
 		return "id is not UTF-8"
 	}
@@ -51,6 +57,11 @@ func checkText(s string, max int, lines bool) string {
 	if len(s) <= max && printableASCII(s) {
 		return "" // most names and emails
 	}
+	return checkRunes(s, max, lines)
+}
+
+// checkRunes is checkText rune by rune.
+func checkRunes(s string, max int, lines bool) string {
 	if !utf8.ValidString(s) {
 		return "invalid UTF-8"
 	}
