@@ -56,7 +56,7 @@ type Sink interface {
 // Checker is a sink with rules of its own on what it accepts (Haplo's email pattern,
 // required names). The engine finds it by type assertion and holds, in that sink only,
 // every identity Check finds problems with: nothing is created that could not be
-// finished.
+// finished. Check must not change id: every sink is handed the same identity.
 type Checker interface {
 	Check(id *Identity) []string
 }
