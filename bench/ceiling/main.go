@@ -6,11 +6,16 @@
 // bench/run.sh's first sync can reach on the same machine, latency and concurrency.
 //
 //	go run ./bench/ceiling -requests 30000 -workers 16 -latency 2ms -runs 3
+//
+// With -haplo, the server is the Haplo contract server (sinks/haplo/haplotest) with
+// the same latency, and the client asks it for a user that does not exist: its
+// cheapest endpoint, the bound its own HTTP handling sets.
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +33,8 @@ import (
 	"time"
 
 	"github.com/idsync/idsync/internal/contract"
+	haplosink "github.com/idsync/idsync/sinks/haplo"
+	"github.com/idsync/idsync/sinks/haplo/haplotest"
 )
 
 func main() {
@@ -35,20 +42,25 @@ func main() {
 	workers := flag.Int("workers", 16, "requests in flight")
 	latency := flag.Duration("latency", 2*time.Millisecond, "the server's latency")
 	runs := flag.Int("runs", 3, "runs; the median is printed last")
-	url := flag.String("url", "", "GET this URL rather than start a server: a contract server's, say")
+	url := flag.String("url", "", "GET this URL rather than start a server")
 	auth := flag.String("authorization", "", "the Authorization header to send with -url")
+	haplo := flag.Bool("haplo", false, "start the Haplo contract server, and GET a user that does not exist")
 	flag.Parse()
 	if v := os.Getenv(serveEnv); v != "" {
 		serveFor(v)
 		return
 	}
 	if *url == "" {
-		u, stop, err := startServer(*latency)
+		u, stop, err := startServer(*latency, *haplo)
 		if err != nil {
 			log.Fatal(err)
 		}
 		defer stop()
 		*url = u
+		if *haplo {
+			*url += "api/v0-user/id/1"
+			*auth = "Basic " + base64.StdEncoding.EncodeToString([]byte("haplo:"+haploKey))
+		}
 	}
 	var rates []float64
 	for i := range *runs {
@@ -66,16 +78,39 @@ func main() {
 		rates[(len(rates)-1)/2], *runs, *workers, *latency, runtime.NumCPU(), float64(*workers)/latency.Seconds())
 }
 
-// serveEnv, set to a latency, makes the command the server: startServer starts the
-// command's own binary again with it.
+// serveEnv, set to a latency (and ",haplo" for the Haplo contract server), makes the
+// command the server: startServer starts the command's own binary again with it.
 const serveEnv = "CEILING_SERVE"
 
-func serveFor(latency string) {
+// haploKey is the contract server's users API key.
+const haploKey = "user-key-0123456789abcdef"
+
+func serveFor(v string) {
+	latency, which, _ := strings.Cut(v, ",")
 	d, err := time.ParseDuration(latency)
 	if err != nil {
-		log.Fatalf("%s=%q: %v", serveEnv, latency, err)
+		log.Fatalf("%s=%q: %v", serveEnv, v, err)
+	}
+	if which == "haplo" {
+		serveHaplo(d)
+		return
 	}
 	server(d)
+}
+
+// serveHaplo serves the Haplo contract server with the latency.
+func serveHaplo(latency time.Duration) {
+	srv, err := haplotest.New(haplotest.Options{ControlFile: haplosink.ControlFile, UserAPIKey: haploKey})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv.SetLatency(latency)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ln.Addr().String())
+	log.Fatal(http.Serve(ln, srv.Handler()))
 }
 
 // server answers every request after the latency, as the contract servers do.
@@ -98,9 +133,13 @@ func server(latency time.Duration) {
 }
 
 // startServer starts this command again as the server, and returns its URL.
-func startServer(latency time.Duration) (string, func(), error) {
+func startServer(latency time.Duration, haplo bool) (string, func(), error) {
+	v := latency.String()
+	if haplo {
+		v += ",haplo"
+	}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), serveEnv+"="+latency.String())
+	cmd.Env = append(os.Environ(), serveEnv+"="+v)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
