@@ -73,7 +73,7 @@ func connectURL(ctx context.Context, u string, tc *tls.Config, dialTimeout time.
 	}
 	c := &conn{raw: raw, c: raw}
 	if p.Scheme == "ldaps" {
-		t := tls.Client(raw, tc)
+		t := tls.Client(buffered(raw), tc)
 		if err := t.HandshakeContext(ctx); err != nil {
 			raw.Close()
 			return nil, ldap.NewError(ldap.ErrorNetwork, err)
@@ -83,6 +83,19 @@ func connectURL(ctx context.Context, u string, tc *tls.Config, dialTimeout time.
 	c.r = bufio.NewReaderSize(c.c, 64<<10)
 	return c, nil
 }
+
+// bufferedConn is a connection read through a buffer: TLS under it reads a record
+// header, then the record, each with a read of its own, and an entry of a few hundred
+// bytes is a record of its own. Without the buffer, reading 100,000 entries took
+// some 15,000 read calls, each a wait in the poller when the socket was empty.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func buffered(c net.Conn) net.Conn { return bufferedConn{c, bufio.NewReaderSize(c, 64<<10)} }
+
+func (b bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // startTLS asks for StartTLS (RFC 4511 4.14) and makes the TLS handshake.
 func (c *conn) startTLS(tc *tls.Config) error {
@@ -98,7 +111,7 @@ func (c *conn) startTLS(tc *tls.Config) error {
 	if c.r.Buffered() > 0 {
 		return ldap.NewError(ldap.ErrorUnexpectedResponse, errors.New("the server sent more after agreeing to StartTLS"))
 	}
-	t := tls.Client(c.raw, tc)
+	t := tls.Client(buffered(c.raw), tc)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	if err := t.HandshakeContext(ctx); err != nil {
