@@ -150,11 +150,15 @@ func promtool(t *testing.T, scrape string) {
 func TestDaemonRunsOnScheduleAndServesMetrics(t *testing.T) {
 	e := newEnv(t, 20, "schedule: \"@every 1s\"\n")
 	d := startDaemon(t, e)
+	// Three runs in the history, then in the metrics: a run is recorded in the state
+	// file a moment before its metrics are counted, so a scrape can fall between.
 	d.eventually(10*time.Second, "three runs", func() bool { return len(d.status().Runs) >= 3 })
-	code, scrape := d.get("/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: %d", code)
-	}
+	var code int
+	var scrape string
+	d.eventually(10*time.Second, "three runs counted", func() bool {
+		code, scrape = d.get("/metrics")
+		return code == http.StatusOK && metric(scrape, `idsync_runs_total{result="success"}`) >= 3
+	})
 	runs := metric(scrape, `idsync_runs_total{result="success"}`)
 	for series, want := range map[string]float64{
 		`idsync_operations_total{operation="create_user",result="success",sink="haplo"}`:    20,
