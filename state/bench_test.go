@@ -74,22 +74,7 @@ func BenchmarkSnapshot100k(b *testing.B) {
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			s := openStore(b, tempPath(b), Options{})
-			err := s.db.Update(func(tx *bolt.Tx) error {
-				sink, err := tx.Bucket(bucketSinks).CreateBucket([]byte("haplo"))
-				if err != nil {
-					return err
-				}
-				for i := range n {
-					e := bb.entry(fmt.Sprintf("%08d", i))
-					if err := sink.Put([]byte(e.ID), encodeEntry(&e)); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
+			fillSink(b, s, "haplo", n, func(i int) dsync.Entry { return bb.entry(fmt.Sprintf("%08d", i)) })
 			pages, onDisk := fileSize(b, s, "haplo")
 			cpu := cpuTime(b)
 			for b.Loop() {

@@ -400,19 +400,8 @@ func TestSnapshotCorruptEntry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openStore(t, tempPath(t), Options{})
-			err := s.db.Update(func(tx *bolt.Tx) error {
-				b, err := tx.Bucket(bucketSinks).CreateBucket([]byte("haplo"))
-				if err != nil {
-					return err
-				}
-				for i := range 100 {
-					e := fullEntry(fmt.Sprint("ok", i))
-					if err := b.Put([]byte(e.ID), encodeEntry(&e)); err != nil {
-						return err
-					}
-				}
-				return b.Put([]byte(tt.key), tt.v)
-			})
+			fillSink(t, s, "haplo", 100, func(i int) dsync.Entry { return fullEntry(fmt.Sprint("ok", i)) })
+			err := s.db.Update(func(tx *bolt.Tx) error { return sinkBucket(tx, "haplo").Put([]byte(tt.key), tt.v) })
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -236,22 +236,7 @@ func TestSnapshotIsACopy(t *testing.T) {
 func TestEntriesAcrossBatches(t *testing.T) {
 	const n = 5*pipeBatch + 17
 	s := openStore(t, tempPath(t), Options{})
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.Bucket(bucketSinks).CreateBucket([]byte("haplo"))
-		if err != nil {
-			return err
-		}
-		for i := range n {
-			e := fullEntry(fmt.Sprintf("k%05d", i))
-			if err := b.Put([]byte(e.ID), encodeEntry(&e)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fillSink(t, s, "haplo", n, func(i int) dsync.Entry { return fullEntry(fmt.Sprintf("k%05d", i)) })
 	got, err := entriesOf(s, "haplo")
 	if err != nil || len(got) != n {
 		t.Fatalf("Entries: %d entries, %v; want %d", len(got), err, n)
@@ -288,5 +273,28 @@ func TestEntriesAcrossBatches(t *testing.T) {
 	})
 	if want := fmt.Sprintf("state: snapshot of haplo: entry %q: corrupt entry", bad); err == nil || !strings.HasPrefix(err.Error(), want) || calls != 4*pipeBatch+3 {
 		t.Errorf("Entries: %d calls, error %v; want %d calls and an error starting %q", calls, err, 4*pipeBatch+3, want)
+	}
+}
+
+// fillSink makes sink's bucket and writes entry(i) for i < n into it in one
+// transaction, straight through bbolt: the many entries of a benchmark, or entries
+// beside which a test puts what Put would refuse.
+func fillSink(tb testing.TB, s *Store, sink string, n int, entry func(i int) dsync.Entry) {
+	tb.Helper()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketSinks).CreateBucket([]byte(sink))
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			e := entry(i)
+			if err := b.Put([]byte(e.ID), encodeEntry(&e)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
 	}
 }

@@ -105,30 +105,29 @@ func serveHaplo(latency time.Duration) {
 		log.Fatal(err)
 	}
 	srv.SetLatency(latency)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println(ln.Addr().String())
-	log.Fatal(http.Serve(ln, srv.Handler()))
+	serve(srv.Handler())
 }
 
 // server answers every request after the latency, as the contract servers do.
 func server(latency time.Duration) {
 	var t contract.Traffic
 	t.SetLatency(latency)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println(ln.Addr().String())
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !t.Arrive(r, "any") {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"success","ref":"8abc"}`)
-	})
+	}))
+}
+
+// serve serves h on a loopback port, which it prints first for startServer.
+func serve(h http.Handler) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ln.Addr().String())
 	log.Fatal(http.Serve(ln, h))
 }
 
@@ -158,13 +157,24 @@ func startServer(latency time.Duration, haplo bool) (string, func(), error) {
 }
 
 // client sends n requests, workers at a time, and returns how long they took and the
-// CPU time this process spent meanwhile.
+// CPU time this process spent meanwhile. Without auth, each is a POST of a person, as
+// a create would be; with auth (another server's URL), a GET with those credentials.
 func client(url, auth string, n, workers int) (time.Duration, time.Duration, time.Duration, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = workers
 	c := &http.Client{Transport: tr}
 	defer tr.CloseIdleConnections()
 	body := []byte(`{"name":"Ada Lovelace","email":"ada@example.org"}`)
+	newRequest := func() *http.Request {
+		if auth != "" {
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			req.Header.Set("Authorization", auth)
+			return req
+		}
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -175,13 +185,7 @@ func client(url, auth string, n, workers int) (time.Duration, time.Duration, tim
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(n) {
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				if auth != "" {
-					req.Method, req.Body, req.ContentLength = http.MethodGet, nil, 0
-					req.Header.Set("Authorization", auth)
-				}
-				resp, err := c.Do(req)
+				resp, err := c.Do(newRequest())
 				if err != nil {
 					errs <- err
 					return

@@ -71,17 +71,11 @@ func first(e *ldap.Entry, name string) string {
 	return ""
 }
 
-// identity maps one entry. An entry without a readable id comes back with an empty ID
-// (the read then disables nobody for absence); one with a bad field comes back with
-// Problems (that person is held). Problems name the DN.
-func (m *mapper) identity(e *ldap.Entry) dsync.Identity {
-	var id dsync.Identity
-	m.fill(&id, e)
-	return id
-}
-
-// fill is identity writing into *id, which must be the zero Identity: a read fills
-// its slices' places directly, rather than copying each identity in.
+// fill maps one entry into *id, which must be the zero Identity: a read fills its
+// slice's places directly, rather than copying each identity in. An entry without a
+// readable id comes back with an empty ID (the read then disables nobody for absence);
+// one with a bad field comes back with Problems (that person is held). Problems name
+// the DN.
 func (m *mapper) fill(id *dsync.Identity, e *ldap.Entry) {
 	a := m.cfg.Attributes
 	id.Source, id.Origin = m.source, e.DN

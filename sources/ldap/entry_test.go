@@ -11,6 +11,13 @@ import (
 	dsync "github.com/idsync/idsync/sync"
 )
 
+// identity is fill into a new identity.
+func (m *mapper) identity(e *ldap.Entry) dsync.Identity {
+	var id dsync.Identity
+	m.fill(&id, e)
+	return id
+}
+
 func entry(dn string, attrs map[string][]string) *ldap.Entry {
 	e := &ldap.Entry{DN: dn}
 	for _, name := range sortedKeysOf(attrs) {

@@ -18,7 +18,8 @@ import (
 // allocations and 24 KB for a person's entry, most of a read's time. The reader here
 // takes a message whole into one []byte, makes one string of it, and slices both:
 // an entry's DN, attribute names and Values are substrings of that string, its
-// ByteValues subslices of the bytes. An entry costs 8 allocations whatever its size.
+// ByteValues subslices of the bytes. An entry costs its message's two allocations
+// whatever its size; its slices are cut from its batch's arena (entryArena).
 // (The mapper's identity then holds substrings of that string: Source.read copies
 // them out, so that the message does not live as long as the identity.)
 //
