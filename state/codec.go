@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	dsync "github.com/idsync/idsync/sync"
@@ -89,9 +88,9 @@ func entrySizeHint(e *dsync.Entry) int {
 		for _, g := range id.Groups {
 			n += 2 + len(g)
 		}
-		for k, vs := range id.Attributes {
-			n += 4 + len(k)
-			for _, v := range vs {
+		for _, a := range id.Attributes {
+			n += 4 + len(a.Name)
+			for _, v := range a.Values {
 				n += 2 + len(v)
 			}
 		}
@@ -179,18 +178,13 @@ func appendIdentity(b []byte, id *dsync.Identity, entryID string) []byte {
 		b = appendString(b, s)
 	}
 	b = appendList(b, id.Groups)
-	b = binary.AppendUvarint(b, uint64(len(id.Attributes)))
-	// Sorted, so that equal entries encode to equal bytes: map order is random. The
-	// array keeps the keys of a usual identity off the heap.
-	var buf [16]string
-	keys := buf[:0]
-	for k := range id.Attributes {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		b = appendString(b, k)
-		b = appendList(b, id.Attributes[k])
+	// In order and each name once, as the decoder insists: equal entries encode to
+	// equal bytes.
+	attrs := id.Attributes.Ordered()
+	b = binary.AppendUvarint(b, uint64(len(attrs)))
+	for _, a := range attrs {
+		b = appendString(b, a.Name)
+		b = appendList(b, a.Values)
 	}
 	return b
 }
@@ -245,10 +239,10 @@ type decoder struct {
 	// entry snapshot then makes one allocation an entry (its strings) instead of a
 	// dozen. Each entry's strings are still its own.
 	reuse bool
-	// The reused parts: the identities (user, profile), their attribute maps, and the
+	// The reused parts: the identities (user, profile), their attributes, and the
 	// items of the entry's lists; next is the identity to decode into next.
 	scratch [2]dsync.Identity
-	maps    [2]map[string][]string
+	attrs   [2]dsync.Attributes
 	items   []string
 	next    int
 }
@@ -378,13 +372,9 @@ func (d *decoder) identity(entryID string) *dsync.Identity {
 	id.Groups = d.list()
 	if n := d.count(); n > 0 {
 		if d.reuse {
-			if d.maps[d.next] == nil {
-				d.maps[d.next] = make(map[string][]string, n)
-			}
-			id.Attributes = d.maps[d.next]
-			clear(id.Attributes)
+			id.Attributes = d.attrs[d.next][:0]
 		} else {
-			id.Attributes = make(map[string][]string, n)
+			id.Attributes = make(dsync.Attributes, 0, n)
 		}
 		prev := ""
 		for i := range n {
@@ -392,8 +382,11 @@ func (d *decoder) identity(entryID string) *dsync.Identity {
 			if i > 0 && k <= prev {
 				d.failf("attribute %q after %q: keys out of order", k, prev)
 			}
-			id.Attributes[k] = d.list()
+			id.Attributes = append(id.Attributes, dsync.Attribute{Name: k, Values: d.list()})
 			prev = k
+		}
+		if d.reuse {
+			d.attrs[d.next] = id.Attributes
 		}
 	}
 	d.next++

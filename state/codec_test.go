@@ -46,7 +46,7 @@ func codecEntries() map[string]dsync.Entry {
 		User: &dsync.Identity{
 			ID:         "odd \x00\xff\xfe",
 			Groups:     []string{"", "b", "a", "a"}, // kept as they are, order and all
-			Attributes: map[string][]string{"": {""}, "\xff": {"x"}, "a": nil},
+			Attributes: dsync.AttributesOf(map[string][]string{"": {""}, "\xff": {"x"}, "a": nil}),
 		},
 		DisabledAt:  time.Unix(-1, 999_999_999).UTC(),
 		LastErrorAt: time.Date(1, 1, 1, 0, 0, 0, 1, time.FixedZone("", -maxZoneOffset)),
@@ -184,10 +184,7 @@ func randomEntry(r *rand.Rand) dsync.Entry {
 			id.ID = str()
 		}
 		for range r.IntN(4) {
-			if id.Attributes == nil {
-				id.Attributes = map[string][]string{}
-			}
-			id.Attributes[str()] = list()
+			id.Attributes.Set(str(), list())
 		}
 		return id
 	}
@@ -207,13 +204,21 @@ func randomEntry(r *rand.Rand) dsync.Entry {
 func TestEncodingIsDeterministic(t *testing.T) {
 	e := fullEntry("1")
 	for k := range 20 {
-		e.User.Attributes[fmt.Sprint("attr", k)] = []string{fmt.Sprint(k)}
+		e.User.Attributes.Set(fmt.Sprint("attr", k), []string{fmt.Sprint(k)})
 	}
 	want := encodeEntry(&e)
-	for range 20 { // map iteration order differs from one range to the next
-		if got := encodeEntry(&e); !bytes.Equal(got, want) {
-			t.Fatalf("encodeEntry: got %x, then %x", want, got)
-		}
+	// The same attributes listed in another order, one of them twice (the first
+	// counts), encode to the same bytes.
+	shuffled := slices.Clone(e.User.Attributes)
+	rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	dup := shuffled[0]
+	shuffled = append(shuffled, dsync.Attribute{Name: dup.Name, Values: []string{"a second " + dup.Name}})
+	e.User.Attributes = shuffled
+	if got := encodeEntry(&e); !bytes.Equal(got, want) {
+		t.Fatalf("encodeEntry: got %x in order, %x shuffled", want, got)
+	}
+	if _, err := decodeEntry(want); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -334,8 +339,9 @@ func TestDecodeSharesNothingWritable(t *testing.T) {
 	}
 	for _, id := range []*dsync.Identity{got[0].User, got[0].Profile} {
 		_ = append(id.Groups, "appended")
-		for _, l := range id.Attributes {
-			_ = append(l, "appended")
+		_ = append(id.Attributes, dsync.Attribute{Name: "appended"})
+		for _, a := range id.Attributes {
+			_ = append(a.Values, "appended")
 		}
 	}
 	if diff := cmp.Diff(want, got, sameTime); diff != "" {

@@ -8,7 +8,7 @@ func BenchmarkMergeDiff100k(b *testing.B) {
 	ids := people(100000)
 	for i := range ids {
 		ids[i].Groups = []string{"engineering", "sales"}
-		ids[i].Attributes = map[string][]string{"job_title": {"Lecturer"}}
+		ids[i].Attributes = AttributesOf(map[string][]string{"job_title": {"Lecturer"}})
 	}
 	snap := make(map[string]Entry, len(ids))
 	for _, id := range ids {
@@ -32,7 +32,7 @@ func BenchmarkMerge100k(b *testing.B) {
 	ids := people(100000)
 	for i := range ids {
 		ids[i].Groups = []string{"engineering", "sales"}
-		ids[i].Attributes = map[string][]string{"job_title": {"Lecturer"}}
+		ids[i].Attributes = AttributesOf(map[string][]string{"job_title": {"Lecturer"}})
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -112,10 +112,10 @@ func formatPlan(p Plan) string {
 }
 
 func TestChangedAndProject(t *testing.T) {
-	a := Identity{ID: "1", Username: "a", Email: "a@x", Groups: []string{"g1"}, Attributes: map[string][]string{"t": {"x"}}}
+	a := Identity{ID: "1", Username: "a", Email: "a@x", Groups: []string{"g1"}, Attributes: AttributesOf(map[string][]string{"t": {"x"}})}
 	b := a
 	b.Email = "b@x"
-	b.Attributes = map[string][]string{"t": {"y"}}
+	b.Attributes = AttributesOf(map[string][]string{"t": {"y"}})
 	if got, want := Changed(&a, &b, AllFields), FieldEmail|FieldAttributes; got != want {
 		t.Errorf("Changed = %v, want %v", got, want)
 	}

@@ -71,12 +71,14 @@ func scribble(id *Identity) {
 	for i := range id.Groups {
 		id.Groups[i] = "scribbled"
 	}
-	for _, v := range id.Attributes {
-		for i := range v {
-			v[i] = "scribbled"
+	for _, a := range id.Attributes {
+		for i := range a.Values {
+			a.Values[i] = "scribbled"
 		}
 	}
-	clear(id.Attributes)
+	for i := range id.Attributes {
+		id.Attributes[i] = Attribute{Name: "scribbled"}
+	}
 	*id = Identity{ID: "scribbled", Email: "scribbled", Groups: id.Groups, Attributes: id.Attributes}
 }
 
@@ -93,7 +95,7 @@ func randomSides(r *rand.Rand, now time.Time) (map[string]Entry, map[string]Iden
 			id.Groups = []string{pick("eng", "ops")}
 		}
 		if r.IntN(2) == 0 {
-			id.Attributes = map[string][]string{"title": {pick("Dr", "Prof")}}
+			id.Attributes = AttributesOf(map[string][]string{"title": {pick("Dr", "Prof")}})
 		}
 		return id
 	}

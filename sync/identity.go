@@ -8,7 +8,6 @@
 package sync
 
 import (
-	"maps"
 	"net/mail"
 	"slices"
 	"strings"
@@ -20,15 +19,15 @@ import (
 // ID is the anchor: it never changes for a person (LDAP entryUUID, AD objectGUID, an
 // HR employee number). Usernames and emails change; they are data, not keys.
 type Identity struct {
-	ID          string              `json:"id"`
-	Username    string              `json:"username,omitempty"`
-	Email       string              `json:"email,omitempty"`
-	FirstName   string              `json:"first_name,omitempty"`
-	LastName    string              `json:"last_name,omitempty"`
-	DisplayName string              `json:"display_name,omitempty"`
-	Active      bool                `json:"active"`
-	Groups      []string            `json:"groups,omitempty"`
-	Attributes  map[string][]string `json:"attributes,omitempty"`
+	ID          string     `json:"id"`
+	Username    string     `json:"username,omitempty"`
+	Email       string     `json:"email,omitempty"`
+	FirstName   string     `json:"first_name,omitempty"`
+	LastName    string     `json:"last_name,omitempty"`
+	DisplayName string     `json:"display_name,omitempty"`
+	Active      bool       `json:"active"`
+	Groups      []string   `json:"groups,omitempty"`
+	Attributes  Attributes `json:"attributes,omitempty"`
 
 	// Source names the configured source the identity came from, and Origin where in
 	// it: "people.csv:12" or a DN. Both are for reports; neither is compared or stored.
@@ -116,22 +115,17 @@ func Changed(a, b *Identity, set FieldSet) FieldSet {
 	diff(FieldLastName, a.LastName != b.LastName)
 	diff(FieldDisplayName, a.DisplayName != b.DisplayName)
 	diff(FieldGroups, !slices.Equal(a.Groups, b.Groups))
-	diff(FieldAttributes, !maps.EqualFunc(a.Attributes, b.Attributes, slices.Equal))
+	diff(FieldAttributes, !a.Attributes.Equal(b.Attributes))
 	return c
 }
 
 // Clone returns a copy of id that shares nothing writable with it: its lists and
-// attribute map are copied.
+// attributes are copied.
 func (id *Identity) Clone() *Identity {
 	c := *id
 	c.Groups = slices.Clone(id.Groups)
 	c.Problems = slices.Clone(id.Problems)
-	if id.Attributes != nil {
-		c.Attributes = make(map[string][]string, len(id.Attributes))
-		for k, v := range id.Attributes {
-			c.Attributes[k] = slices.Clone(v)
-		}
-	}
+	c.Attributes = id.Attributes.Clone()
 	return &c
 }
 
@@ -158,17 +152,15 @@ func Project(id Identity, set FieldSet) Identity {
 		p.Groups = slices.Clone(id.Groups)
 	}
 	if set.Has(FieldAttributes) && len(id.Attributes) > 0 {
-		p.Attributes = make(map[string][]string, len(id.Attributes))
-		for k, v := range id.Attributes {
-			p.Attributes[k] = slices.Clone(v)
-		}
+		p.Attributes = id.Attributes.Clone()
 	}
 	return p
 }
 
 // Normalize puts an identity in the canonical form that Diff compares: groups sorted
-// and without duplicates, empty attribute values dropped. Sources call it on what they
-// read, so that a reordered group list is not a change.
+// and without duplicates, attributes in order of their names, each once, empty ones
+// dropped. Sources call it on what they read, so that a reordered group list is not a
+// change.
 func Normalize(id *Identity) {
 	if len(id.Groups) > 0 {
 		slices.Sort(id.Groups)
@@ -176,11 +168,7 @@ func Normalize(id *Identity) {
 	} else {
 		id.Groups = nil
 	}
-	for k, v := range id.Attributes {
-		if len(v) == 0 {
-			delete(id.Attributes, k)
-		}
-	}
+	id.Attributes = slices.DeleteFunc(id.Attributes, func(a Attribute) bool { return len(a.Values) == 0 }).Ordered()
 	if len(id.Attributes) == 0 {
 		id.Attributes = nil
 	}

@@ -334,8 +334,8 @@ func identityText(id *dsync.Identity) string {
 	if len(id.Groups) > 0 {
 		parts = append(parts, "groups "+display(id.Groups))
 	}
-	for _, k := range slices.Sorted(maps.Keys(id.Attributes)) {
-		parts = append(parts, k+" "+display(id.Attributes[k]))
+	for _, a := range id.Attributes.Ordered() {
+		parts = append(parts, a.Name+" "+display(a.Values))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,19 +39,22 @@ func changes(op *dsync.Op) []change {
 	have := op.Have
 	for _, name := range op.Fields.Names() {
 		if name == "attributes" {
-			var old map[string][]string
+			var old dsync.Attributes
 			if have != nil {
 				old = have.Attributes
 			}
-			keys := slices.Sorted(maps.Keys(op.Want.Attributes))
-			for k := range old {
-				if _, ok := op.Want.Attributes[k]; !ok {
-					keys = append(keys, k)
+			var keys []string
+			for _, a := range op.Want.Attributes {
+				keys = append(keys, a.Name)
+			}
+			for _, a := range old {
+				if op.Want.Attributes.Get(a.Name) == nil {
+					keys = append(keys, a.Name)
 				}
 			}
 			slices.Sort(keys)
 			for _, k := range keys {
-				o, n := old[k], op.Want.Attributes[k]
+				o, n := old.Get(k), op.Want.Attributes.Get(k)
 				if have != nil && slices.Equal(o, n) {
 					continue
 				}

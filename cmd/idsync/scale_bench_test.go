@@ -398,7 +398,7 @@ func (s *scaleBench) seedHaplo(srv *haplotest.Server) {
 			"dc:attribute:type":   {"std:type:person"},
 			"std:attribute:email": {id.Email},
 		}
-		if t := id.Attributes["job_title"]; len(t) > 0 {
+		if t := id.Attributes.Get("job_title"); len(t) > 0 {
 			attrs["std:attribute:job-title"] = []string{strings.Join(t, "; ")}
 		}
 		p := srv.AddProfile(haplotest.Profile{Attrs: attrs})

@@ -3,7 +3,6 @@ package descope
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -108,21 +107,17 @@ func (g grants) within(h grants) bool {
 
 // heldAttributes replaces, in the attributes idsync applied, the mapped ones whose
 // custom attribute holds something else.
-func (s *Sink) heldAttributes(applied map[string][]string, have map[string]any) map[string][]string {
-	out := maps.Clone(applied)
+func (s *Sink) heldAttributes(applied dsync.Attributes, have map[string]any) dsync.Attributes {
+	out := slices.Clone(applied) // Set and Delete leave the values be
 	for attr, key := range s.cfg.CustomAttributes {
-		want := applied[attr]
 		cur := attrStrings(have[key])
-		if slices.Equal(want, cur) {
+		if slices.Equal(applied.Get(attr), cur) {
 			continue
 		}
-		if out == nil {
-			out = map[string][]string{}
-		}
 		if len(cur) == 0 {
-			delete(out, attr)
+			out.Delete(attr)
 		} else {
-			out[attr] = cur
+			out.Set(attr, cur)
 		}
 	}
 	if len(out) == 0 {

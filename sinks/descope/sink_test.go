@@ -44,7 +44,7 @@ func TestUpdatePatchesOnlyChangedFields(t *testing.T) {
 	srv := descopetest.Start(t, descopetest.Options{})
 	s := newSink(t, srv, func(c *Config) { c.CustomAttributes = map[string]string{"department": "dept"} })
 	p := person("U1")
-	p.Attributes = map[string][]string{"department": {"Eng"}}
+	p.Attributes = dsync.AttributesOf(map[string][]string{"department": {"Eng"}})
 	id := mustCreate(t, s, p)
 	srv.Edit(id, func(u *descopetest.User) {
 		u.Phone, u.Picture = "+15550100", "https://example.org/p.png"
@@ -55,7 +55,7 @@ func TestUpdatePatchesOnlyChangedFields(t *testing.T) {
 
 	want := p
 	want.FirstName, want.DisplayName = "Anna", "Anna Lee"
-	want.Attributes = map[string][]string{"department": {"Ops"}}
+	want.Attributes = dsync.AttributesOf(map[string][]string{"department": {"Ops"}})
 	if _, err := update(t, s, id, p, want); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestCreateAdopts(t *testing.T) {
 	})
 	p := person("C1")
 	p.Groups = []string{"staff"}
-	p.Attributes = map[string][]string{"department": {"Eng"}}
+	p.Attributes = dsync.AttributesOf(map[string][]string{"department": {"Eng"}})
 	old := srv.AddUser(descopetest.User{LoginIDs: []string{p.Email}, Email: p.Email, GivenName: "Old", Phone: "+1555",
 		RoleNames: []string{"Admin", "Billing"}, Status: "disabled", CustomAttributes: map[string]any{"plan": "gold"}})
 	out := mustApply(t, s, dsync.Op{Kind: dsync.CreateUser, ID: p.ID, Want: p})
@@ -400,7 +400,7 @@ func TestCustomAttributeCleared(t *testing.T) {
 		c.CustomAttributes = map[string]string{"department": "dept", "site": "sites"}
 	})
 	p := person("A3")
-	p.Attributes = map[string][]string{"department": {"Eng"}, "site": {"Paris", "Oslo"}, "ignored": {"x"}}
+	p.Attributes = dsync.AttributesOf(map[string][]string{"department": {"Eng"}, "site": {"Paris", "Oslo"}, "ignored": {"x"}})
 	id := mustCreate(t, s, p)
 	u, _ := srv.User(id)
 	if diff := cmp.Diff(map[string]any{"dept": "Eng", "sites": []any{"Paris", "Oslo"}}, u.CustomAttributes); diff != "" {
@@ -408,7 +408,7 @@ func TestCustomAttributeCleared(t *testing.T) {
 	}
 	srv.Edit(id, func(u *descopetest.User) { u.CustomAttributes["plan"] = "gold" })
 	want := p
-	want.Attributes = map[string][]string{"site": {"Paris", "Oslo"}}
+	want.Attributes = dsync.AttributesOf(map[string][]string{"site": {"Paris", "Oslo"}})
 	if _, err := update(t, s, id, p, want); err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +430,7 @@ func TestReadUser(t *testing.T) {
 	})
 	p := person("V1")
 	p.Groups = []string{"staff"}
-	p.Attributes = map[string][]string{"department": {"Eng"}}
+	p.Attributes = dsync.AttributesOf(map[string][]string{"department": {"Eng"}})
 	id := mustCreate(t, s, p)
 	applied := dsync.Project(p, s.Schema().User)
 	e := dsync.Entry{ID: p.ID, UserID: id, User: &applied}
@@ -455,7 +455,7 @@ func TestReadUser(t *testing.T) {
 	want := applied
 	want.FirstName, want.Active = "Hand", false
 	want.Groups = []string{"admins"}
-	want.Attributes = map[string][]string{"department": {"Ops"}}
+	want.Attributes = dsync.AttributesOf(map[string][]string{"department": {"Ops"}})
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("read (-want +got):\n%s", diff)
 	}

@@ -247,7 +247,7 @@ func (s *Sink) setGrants(ctx context.Context, userID string, have, want grants) 
 func (s *Sink) wantAttributes(id *dsync.Identity) map[string]any {
 	var m map[string]any
 	for attr, key := range s.cfg.CustomAttributes {
-		vals := id.Attributes[attr]
+		vals := id.Attributes.Get(attr)
 		if len(vals) == 0 {
 			continue
 		}

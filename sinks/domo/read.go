@@ -60,21 +60,13 @@ func (s *Sink) asApplied(rec record, have dsync.Identity) dsync.Identity {
 			continue
 		}
 		if !cloned {
-			got.Attributes, cloned = cloneAttributes(have.Attributes), true
+			got.Attributes, cloned = have.Attributes.Clone(), true
 		}
 		if v == "" {
-			delete(got.Attributes, attr)
+			got.Attributes.Delete(attr)
 		} else {
-			got.Attributes[attr] = []string{v}
+			got.Attributes.Set(attr, []string{v})
 		}
 	}
 	return got
-}
-
-func cloneAttributes(a map[string][]string) map[string][]string {
-	c := make(map[string][]string, len(a))
-	for k, v := range a {
-		c[k] = slices.Clone(v)
-	}
-	return c
 }

@@ -112,7 +112,7 @@ func displayName(id *dsync.Identity) string {
 
 // attribute is the first value of an identity's attribute, trimmed; "" for none.
 func attribute(id *dsync.Identity, name string) string {
-	if v := id.Attributes[name]; len(v) > 0 {
+	if v := id.Attributes.Get(name); len(v) > 0 {
 		return strings.TrimSpace(v[0])
 	}
 	return ""

@@ -157,20 +157,20 @@ func TestCreateSendsTheMappedFields(t *testing.T) {
 		// groups are sorted, so analysts comes first in the identity; the list decides.
 		{"the first roles entry decides", func(id *dsync.Identity) { id.Groups = []string{"analysts", "domo-admins"} }, "Ann Lee C3", "Admin", "", ""},
 		{"one mapped group", func(id *dsync.Identity) { id.Groups = []string{"analysts", "other"} }, "Ann Lee C4", "Privileged", "", ""},
-		{"a number goes as a number", func(id *dsync.Identity) { id.Attributes = map[string][]string{"emp": {"1234"}} }, "Ann Lee C5", "Participant", "1234", "1234"},
-		{"leading zeros go as a string", func(id *dsync.Identity) { id.Attributes = map[string][]string{"emp": {"00123"}} }, "Ann Lee C6", "Participant", "00123", `"00123"`},
+		{"a number goes as a number", func(id *dsync.Identity) { id.Attributes = dsync.AttributesOf(map[string][]string{"emp": {"1234"}}) }, "Ann Lee C5", "Participant", "1234", "1234"},
+		{"leading zeros go as a string", func(id *dsync.Identity) { id.Attributes = dsync.AttributesOf(map[string][]string{"emp": {"00123"}}) }, "Ann Lee C6", "Participant", "00123", `"00123"`},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want := person(fmt.Sprintf("C%d", i+1))
-			want.Attributes = map[string][]string{"job_title": {"Lecturer"}, "tel": {"+44 1632 960000"}}
+			want.Attributes = dsync.AttributesOf(map[string][]string{"job_title": {"Lecturer"}, "tel": {"+44 1632 960000"}})
 			tt.edit(&want)
 			_, u := e.create(t, want)
 			if u.Name != tt.wantName || u.Email != want.Email || u.Role != tt.wantRole || u.EmployeeNumber != tt.wantEmp || u.Invited {
 				t.Errorf("got %q %q %q employeeNumber %q invited %v, want %q %q %q %q not invited",
 					u.Name, u.Email, u.Role, u.EmployeeNumber, u.Invited, tt.wantName, want.Email, tt.wantRole, tt.wantEmp)
 			}
-			if want.Attributes["job_title"] != nil && (u.Title != "Lecturer" || u.Phone != "+44 1632 960000") {
+			if want.Attributes.Get("job_title") != nil && (u.Title != "Lecturer" || u.Phone != "+44 1632 960000") {
 				t.Errorf("got title %q phone %q, want the mapped attributes", u.Title, u.Phone)
 			}
 			creates := e.requests("user.create")
@@ -239,10 +239,10 @@ func TestUpdateSendsNothingWhenDomoAgrees(t *testing.T) {
 func TestUpdateSetsAndClearsAttributes(t *testing.T) {
 	e := newEnv(t, domotest.Options{}, func(c *Config) { c.Attributes = map[string]string{"job_title": "title", "emp": "employeeNumber"} })
 	want := person("A1")
-	want.Attributes = map[string][]string{"job_title": {"Lecturer"}, "emp": {"7"}}
+	want.Attributes = dsync.AttributesOf(map[string][]string{"job_title": {"Lecturer"}, "emp": {"7"}})
 	out, _ := e.create(t, want)
 	have := want
-	want.Attributes = map[string][]string{"job_title": {"Reader"}}
+	want.Attributes = dsync.AttributesOf(map[string][]string{"job_title": {"Reader"}})
 	e.apply(t, dsync.Op{Kind: dsync.UpdateUser, ID: "A1", Want: want, Have: &have, Fields: dsync.FieldAttributes, UserID: out.UserID})
 	if u := e.user(t, out.UserID); u.Title != "Reader" || u.EmployeeNumber != "" {
 		t.Errorf("got title %q employeeNumber %q, want Reader and none", u.Title, u.EmployeeNumber)
@@ -627,7 +627,7 @@ func TestReadUserReportsDrift(t *testing.T) {
 	})
 	want := person("V1")
 	want.Groups = []string{"staff"}
-	want.Attributes = map[string][]string{"job_title": {"Lecturer"}}
+	want.Attributes = dsync.AttributesOf(map[string][]string{"job_title": {"Lecturer"}})
 	out, u := e.create(t, want)
 	entry := dsync.Entry{ID: "V1", UserID: out.UserID, User: &want}
 	schema := e.sink.Schema()
@@ -649,7 +649,7 @@ func TestReadUserReportsDrift(t *testing.T) {
 	if c := dsync.Changed(&want, &got, schema.User); c != dsync.FieldDisplayName|dsync.FieldGroups|dsync.FieldAttributes {
 		t.Errorf("got drift in %s (%+v), want display_name, groups and attributes; an email in another case is none", c, got)
 	}
-	if !slices.Contains(got.Groups, "domo-role:Privileged") || got.Attributes["job_title"][0] != "Dean" || want.Attributes["job_title"][0] != "Lecturer" {
+	if !slices.Contains(got.Groups, "domo-role:Privileged") || got.Attributes.Get("job_title")[0] != "Dean" || want.Attributes.Get("job_title")[0] != "Lecturer" {
 		t.Errorf("got groups %v attributes %v, want the role and title read, and the entry's left alone", got.Groups, got.Attributes)
 	}
 	e.srv.Edit(u.ID, func(u *domotest.User) { u.Role, u.RoleID = "Off", 9 })

@@ -548,7 +548,7 @@ func (s *Sink) record(id *dsync.Identity, ref string, active bool) (map[string]s
 		rec["code"] = profileCode(id.ID)
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.cfg.Attributes)) {
-		if v := id.Attributes[name]; len(v) > 0 {
+		if v := id.Attributes.Get(name); len(v) > 0 {
 			rec[s.cfg.Attributes[name]] = strings.Join(v, "; ")
 		}
 	}

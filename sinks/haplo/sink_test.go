@@ -59,7 +59,7 @@ func newTestSinkOpt(t testing.TB, opt haplotest.Options, edit func(*Config)) (*S
 func person(id string) dsync.Identity {
 	return dsync.Identity{
 		ID: id, Username: "User" + id, Email: "user" + id + "@example.org", FirstName: "Ann", LastName: "Lee" + id,
-		Active: true, Groups: []string{"engineering"}, Attributes: map[string][]string{"job_title": {"Lecturer"}},
+		Active: true, Groups: []string{"engineering"}, Attributes: dsync.AttributesOf(map[string][]string{"job_title": {"Lecturer"}}),
 	}
 }
 

@@ -42,10 +42,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -242,7 +242,7 @@ func (s *Sink) link() (field, attr string) {
 // linkValue is the patient or healthcare party id the identity links to, "" for none.
 func (s *Sink) linkValue(id *dsync.Identity) string {
 	_, attr := s.link()
-	if v := id.Attributes[attr]; attr != "" && len(v) > 0 {
+	if v := id.Attributes.Get(attr); attr != "" && len(v) > 0 {
 		return v[0]
 	}
 	return ""
@@ -502,11 +502,11 @@ func (s *Sink) ReadUser(ctx context.Context, e dsync.Entry) (dsync.Identity, err
 	}
 	if key, attr := s.link(); key != "" {
 		if applied := s.linkValue(have); applied != "" && u.str(key) != applied {
-			got.Attributes = maps.Clone(have.Attributes)
+			got.Attributes = slices.Clone(have.Attributes) // Set and Delete leave the values be
 			if v := u.str(key); v != "" {
-				got.Attributes[attr] = []string{v}
+				got.Attributes.Set(attr, []string{v})
 			} else {
-				delete(got.Attributes, attr)
+				got.Attributes.Delete(attr)
 			}
 		}
 	}
@@ -529,7 +529,7 @@ func (s *Sink) Check(id *dsync.Identity) []string {
 		problems = append(problems, fmt.Sprintf("iCure refuses the email %q", id.Email))
 	}
 	if _, attr := s.link(); attr != "" {
-		if v := id.Attributes[attr]; len(v) > 0 && !validID(v[0]) {
+		if v := id.Attributes.Get(attr); len(v) > 0 && !validID(v[0]) {
 			problems = append(problems, fmt.Sprintf("attribute %s: %q cannot be an iCure id (no / \\ ? # %% ; spaces or control characters)", attr, v[0]))
 		}
 	}

@@ -300,7 +300,7 @@ func TestUpdateKeepsPasswordTokensAndOtherFields(t *testing.T) {
 	// nothing.
 	from = len(srv.Log())
 	have = p
-	p.Attributes = map[string][]string{"title": {"Dr"}}
+	p.Attributes = dsync.AttributesOf(map[string][]string{"title": {"Dr"}})
 	apply(t, s, dsync.Op{Kind: dsync.UpdateUser, ID: p.ID, Want: p, Have: &have, Fields: dsync.FieldAttributes, UserID: id})
 	if got := calls(srv, from); len(got) != 0 {
 		t.Errorf("requests %v for a field the sink does not hold, want none", got)
@@ -455,7 +455,7 @@ func TestPatientLink(t *testing.T) {
 		t.Fatal("the schema leaves the attributes out though a patient attribute is set")
 	}
 	p := sinktest.Person("P1")
-	p.Attributes = map[string][]string{"patient": {"pat-1"}}
+	p.Attributes = dsync.AttributesOf(map[string][]string{"patient": {"pat-1"}})
 	id := create(t, s, p).UserID
 	if u := stored(t, srv, id); u.PatientID != "pat-1" || u.HCPartyID != "" {
 		t.Errorf("stored %+v, want patientId pat-1", u)
@@ -463,7 +463,7 @@ func TestPatientLink(t *testing.T) {
 	update := func(attrs map[string][]string) {
 		t.Helper()
 		have := p
-		p.Attributes = attrs
+		p.Attributes = dsync.AttributesOf(attrs)
 		apply(t, s, dsync.Op{Kind: dsync.UpdateUser, ID: p.ID, Want: p, Have: &have, Fields: dsync.FieldAttributes, UserID: id})
 	}
 	update(map[string][]string{"patient": {"pat-2"}})
@@ -475,13 +475,13 @@ func TestPatientLink(t *testing.T) {
 		t.Errorf("patientId %q after the attribute went, want pat-2 kept", u.PatientID)
 	}
 
-	if problems := s.Check(&dsync.Identity{ID: "P2", Email: "a@b.org", Attributes: map[string][]string{"patient": {"a/b"}}}); len(problems) != 1 || !strings.Contains(problems[0], "patient") {
+	if problems := s.Check(&dsync.Identity{ID: "P2", Email: "a@b.org", Attributes: dsync.AttributesOf(map[string][]string{"patient": {"a/b"}})}); len(problems) != 1 || !strings.Contains(problems[0], "patient") {
 		t.Errorf("Check of a bad patient id: %v, want one problem naming the attribute", problems)
 	}
 
 	s, srv, _ = newTestSink(t, icuretest.Options{}, func(c *Config) { c.HealthcarePartyIDAttribute = "hcp" })
 	p = sinktest.Person("H1")
-	p.Attributes = map[string][]string{"hcp": {"hcp-1"}}
+	p.Attributes = dsync.AttributesOf(map[string][]string{"hcp": {"hcp-1"}})
 	if u := stored(t, srv, create(t, s, p).UserID); u.HCPartyID != "hcp-1" || u.PatientID != "" {
 		t.Errorf("stored %+v, want healthcarePartyId hcp-1", u)
 	}
@@ -511,7 +511,7 @@ func TestCheck(t *testing.T) {
 func TestReadUserReportsDrift(t *testing.T) {
 	s, srv, _ := newTestSink(t, icuretest.Options{}, func(c *Config) { c.PatientIDAttribute = "patient" })
 	p := sinktest.Person("F1")
-	p.Attributes = map[string][]string{"patient": {"pat-1"}, "title": {"Dr"}}
+	p.Attributes = dsync.AttributesOf(map[string][]string{"patient": {"pat-1"}, "title": {"Dr"}})
 	id := create(t, s, p).UserID
 	applied := dsync.Project(p, s.Schema().User)
 	e := dsync.Entry{ID: p.ID, UserID: id, User: &applied}
@@ -529,10 +529,10 @@ func TestReadUserReportsDrift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Email != "hand@example.org" || got.DisplayName != "By Hand" || got.Active || got.Attributes["patient"][0] != "pat-9" || got.Attributes["title"][0] != "Dr" {
+	if got.Email != "hand@example.org" || got.DisplayName != "By Hand" || got.Active || got.Attributes.Get("patient")[0] != "pat-9" || got.Attributes.Get("title")[0] != "Dr" {
 		t.Errorf("read %+v, want the hand-made email, name, status and patient", got)
 	}
-	if applied.Attributes["patient"][0] != "pat-1" {
+	if applied.Attributes.Get("patient")[0] != "pat-1" {
 		t.Error("ReadUser changed the entry's attributes")
 	}
 }

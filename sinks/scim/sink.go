@@ -199,7 +199,7 @@ func (s *Sink) userName(id *dsync.Identity) string {
 func (s *Sink) enterprise(id *dsync.Identity) map[string]string {
 	var ext map[string]string
 	for attr, field := range s.cfg.Enterprise {
-		if v := id.Attributes[attr]; len(v) > 0 {
+		if v := id.Attributes.Get(attr); len(v) > 0 {
 			if ext == nil {
 				ext = make(map[string]string)
 			}

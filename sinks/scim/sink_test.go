@@ -190,7 +190,7 @@ func TestGroupsAndEnterprise(t *testing.T) {
 	s := newSink(t, srv.URL, srv.Token, nil)
 	want := sinktest.Person("G1")
 	want.Groups = []string{"staff", "unmanaged"}
-	want.Attributes = map[string][]string{"department": {"Physics"}}
+	want.Attributes = dsync.AttributesOf(map[string][]string{"department": {"Physics"}})
 	out := apply(t, s, dsync.Op{Kind: dsync.CreateUser, ID: "G1", Want: want})
 	members := func(group string) []string {
 		var list struct {

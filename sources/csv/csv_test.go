@@ -59,7 +59,7 @@ func TestReadGood(t *testing.T) {
 	alice := dsync.Identity{
 		ID: "E1", Username: "alice", Email: "Alice@example.org", FirstName: "Alice", LastName: "Liddell",
 		Active: true, Groups: []string{"eng", "ops"},
-		Attributes: map[string][]string{"title": {"Engineer"}, "phone": {"+44 20 7946 0001"}},
+		Attributes: dsync.AttributesOf(map[string][]string{"title": {"Engineer"}, "phone": {"+44 20 7946 0001"}}),
 		Source:     "hr", Origin: "people.csv:2",
 	}
 	zoe := dsync.Identity{
@@ -139,7 +139,7 @@ func TestReadGood(t *testing.T) {
 			want: []dsync.Identity{
 				func() dsync.Identity {
 					a := alice
-					a.Attributes = map[string][]string{"title": {"Engineer, \"Senior\"\nand on call"}, "phone": {"+44 20 7946 0001"}}
+					a.Attributes = dsync.AttributesOf(map[string][]string{"title": {"Engineer, \"Senior\"\nand on call"}, "phone": {"+44 20 7946 0001"}})
 					return a
 				}(),
 				at(zoe, "people.csv:4"), // the quoted field spans lines 2 and 3

@@ -225,7 +225,7 @@ func field(id dsync.Identity, column string) string {
 	case "family_name":
 		return id.LastName
 	case "job_title":
-		if v := id.Attributes["title"]; len(v) == 1 {
+		if v := id.Attributes.Get("title"); len(v) == 1 {
 			return v[0]
 		}
 		return ""

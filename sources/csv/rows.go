@@ -91,11 +91,11 @@ func (s *Source) identity(file string, line int, rec []string, lay *layout) (id 
 	for _, a := range lay.attrs {
 		if v, _ := get(a.col, multiline); v != "" {
 			if id.Attributes == nil {
-				id.Attributes = make(map[string][]string, len(lay.attrs))
+				id.Attributes = make(dsync.Attributes, 0, len(lay.attrs))
 				values = make([]string, 0, len(lay.attrs))
 			}
 			values = append(values, v)
-			id.Attributes[a.name] = values[len(values)-1 : len(values) : len(values)]
+			id.Attributes = append(id.Attributes, dsync.Attribute{Name: a.name, Values: values[len(values)-1 : len(values) : len(values)]})
 		}
 	}
 	return id, maybeActive

@@ -74,7 +74,7 @@ func TestActiveDirectory(t *testing.T) {
 		if want := dc.GUID(t, "u00001"); u.ID != want {
 			t.Errorf("id %q, want samba-tool's objectGUID %q", u.ID, want)
 		}
-		if u.Email != "u00001@example.org" || u.DisplayName != "Given1 Surname1" || !slices.Equal(u.Attributes["upn"], []string{"u00001@example.org"}) {
+		if u.Email != "u00001@example.org" || u.DisplayName != "Given1 Surname1" || !slices.Equal(u.Attributes.Get("upn"), []string{"u00001@example.org"}) {
 			t.Errorf("u00001 mapped to %+v", u)
 		}
 		if !u.Valid() || !u.Active {

@@ -101,7 +101,7 @@ func (m *mapper) fill(id *dsync.Identity, e *ldap.Entry) {
 			continue
 		}
 		if id.Attributes == nil {
-			id.Attributes = make(map[string][]string)
+			id.Attributes = make(dsync.Attributes, 0, len(m.profile)) // m.profile is sorted
 		}
 		vals := slices.Clone(v.Values)
 		for i, val := range vals {
@@ -110,7 +110,7 @@ func (m *mapper) fill(id *dsync.Identity, e *ldap.Entry) {
 				vals[i] = printable(val)
 			}
 		}
-		id.Attributes[name] = vals
+		id.Attributes = append(id.Attributes, dsync.Attribute{Name: name, Values: vals})
 	}
 	if attr := m.cfg.Groups.MemberOf; attr != "" {
 		if v := values(e, attr); v != nil {

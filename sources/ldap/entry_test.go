@@ -139,8 +139,8 @@ func TestIdentityMapping(t *testing.T) {
 			if !slices.Equal(id.Groups, tt.groups) {
 				t.Errorf("groups %q, want %q", id.Groups, tt.groups)
 			}
-			if tt.problem == "" && !slices.Equal(id.Attributes["phone"], []string{"+1 555", "+1 556"}) {
-				t.Errorf("phone %q, want both values", id.Attributes["phone"])
+			if tt.problem == "" && !slices.Equal(id.Attributes.Get("phone"), []string{"+1 555", "+1 556"}) {
+				t.Errorf("phone %q, want both values", id.Attributes.Get("phone"))
 			}
 		})
 	}

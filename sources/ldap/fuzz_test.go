@@ -146,10 +146,10 @@ func FuzzMapping(f *testing.F) {
 					knownBugs = append(knownBugs, where+": group "+strquote(g))
 				}
 			}
-			for name, vs := range id.Attributes {
-				for _, v := range vs {
+			for _, a := range id.Attributes {
+				for _, v := range a.Values {
 					if !utf8.ValidString(v) {
-						knownBugs = append(knownBugs, where+": attribute "+name+" "+strquote(v))
+						knownBugs = append(knownBugs, where+": attribute "+a.Name+" "+strquote(v))
 					}
 				}
 			}

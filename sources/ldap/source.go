@@ -244,9 +244,9 @@ type detacher struct {
 // per group) one new backing string.
 func (d *detacher) detach(id *dsync.Identity) {
 	d.fields = append(d.fields[:0], &id.ID, &id.Username, &id.Email, &id.FirstName, &id.LastName, &id.DisplayName, &id.Origin)
-	for _, vals := range id.Attributes {
-		for i := range vals {
-			d.fields = append(d.fields, &vals[i])
+	for _, a := range id.Attributes {
+		for i := range a.Values {
+			d.fields = append(d.fields, &a.Values[i])
 		}
 	}
 	for i := range id.Problems {
