@@ -80,7 +80,11 @@ func connectURL(ctx context.Context, u string, tc *tls.Config, dialTimeout time.
 		}
 		c.c = t
 	}
-	c.r = bufio.NewReaderSize(c.c, 64<<10)
+	if c.c == raw {
+		c.r = bufio.NewReaderSize(socketReader(raw), 64<<10)
+	} else {
+		c.r = bufio.NewReaderSize(c.c, 64<<10)
+	}
 	return c, nil
 }
 
@@ -93,7 +97,9 @@ type bufferedConn struct {
 	r *bufio.Reader
 }
 
-func buffered(c net.Conn) net.Conn { return bufferedConn{c, bufio.NewReaderSize(c, 64<<10)} }
+func buffered(c net.Conn) net.Conn {
+	return bufferedConn{c, bufio.NewReaderSize(socketReader(c), 64<<10)}
+}
 
 func (b bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
