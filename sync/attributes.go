@@ -44,7 +44,8 @@ func (a Attributes) Get(name string) []string {
 	return nil
 }
 
-// Set gives the attribute name values, in its place in the order.
+// Set gives the attribute name values: in its place, on a list in order (Normalize
+// puts one in order).
 func (a *Attributes) Set(name string, values []string) {
 	i, found := slices.BinarySearchFunc(*a, name, byName)
 	if found {
