@@ -46,7 +46,7 @@ func codecEntries() map[string]dsync.Entry {
 		User: &dsync.Identity{
 			ID:         "odd \x00\xff\xfe",
 			Groups:     []string{"", "b", "a", "a"}, // kept as they are, order and all
-			Attributes: dsync.AttributesOf(map[string][]string{"": {""}, "\xff": {"x"}, "a": nil}),
+			Attributes: dsync.Attributes{{Name: "", Values: []string{""}}, {Name: "a"}, {Name: "\xff", Values: []string{"x"}}},
 		},
 		DisabledAt:  time.Unix(-1, 999_999_999).UTC(),
 		LastErrorAt: time.Date(1, 1, 1, 0, 0, 0, 1, time.FixedZone("", -maxZoneOffset)),

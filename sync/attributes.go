@@ -13,6 +13,8 @@ import (
 // to build, and a quarter of a 100,000-person no-op's peak RSS went with the maps
 // (docs/DESIGN-NOTES.md).
 // Get, Set and Delete keep the order; Normalize restores it on a list built otherwise.
+// Set and Delete change the list, never the values in it: a copy made with
+// slices.Clone can be changed without touching the original.
 // In JSON (plan files) they are an object, as they were when they were a map.
 type Attributes []Attribute
 

@@ -44,16 +44,11 @@ func changes(op *dsync.Op) []change {
 				old = have.Attributes
 			}
 			var keys []string
-			for _, a := range op.Want.Attributes {
+			for _, a := range slices.Concat(op.Want.Attributes, old) {
 				keys = append(keys, a.Name)
 			}
-			for _, a := range old {
-				if op.Want.Attributes.Get(a.Name) == nil {
-					keys = append(keys, a.Name)
-				}
-			}
 			slices.Sort(keys)
-			for _, k := range keys {
+			for _, k := range slices.Compact(keys) {
 				o, n := old.Get(k), op.Want.Attributes.Get(k)
 				if have != nil && slices.Equal(o, n) {
 					continue

@@ -108,7 +108,7 @@ func (g grants) within(h grants) bool {
 // heldAttributes replaces, in the attributes idsync applied, the mapped ones whose
 // custom attribute holds something else.
 func (s *Sink) heldAttributes(applied dsync.Attributes, have map[string]any) dsync.Attributes {
-	out := slices.Clone(applied) // Set and Delete leave the values be
+	out := slices.Clone(applied)
 	for attr, key := range s.cfg.CustomAttributes {
 		cur := attrStrings(have[key])
 		if slices.Equal(applied.Get(attr), cur) {

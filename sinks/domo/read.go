@@ -60,7 +60,7 @@ func (s *Sink) asApplied(rec record, have dsync.Identity) dsync.Identity {
 			continue
 		}
 		if !cloned {
-			got.Attributes, cloned = have.Attributes.Clone(), true
+			got.Attributes, cloned = slices.Clone(have.Attributes), true
 		}
 		if v == "" {
 			got.Attributes.Delete(attr)

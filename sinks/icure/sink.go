@@ -502,7 +502,7 @@ func (s *Sink) ReadUser(ctx context.Context, e dsync.Entry) (dsync.Identity, err
 	}
 	if key, attr := s.link(); key != "" {
 		if applied := s.linkValue(have); applied != "" && u.str(key) != applied {
-			got.Attributes = slices.Clone(have.Attributes) // Set and Delete leave the values be
+			got.Attributes = slices.Clone(have.Attributes)
 			if v := u.str(key); v != "" {
 				got.Attributes.Set(attr, []string{v})
 			} else {
